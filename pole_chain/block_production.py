@@ -1,0 +1,148 @@
+"""Produce blocks on the head of a chain: dev, idle (proof of work) and PoLe seals.
+
+The block is built with its seal fields already in the header (so the execution context,
+coinbase and PREVRANDAO included, is the one importers will see), transactions that fail
+validation are left out, and the result goes through the chain's full validation (seal
+included) before it is persisted: a node never stores a block its peers would refuse.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+from eth.abc import BlockAPI, SignedTransactionAPI
+from eth_typing import Address
+from eth_utils import ValidationError
+
+from vm_hooks.chain import PoLeChain
+from vm_hooks.consensus import DEV_SCORE, IDLE_SCORE, parent_idle_work
+from vm_hooks.idle_pow import ZERO_HASH, ZERO_NONCE, expected_work, pow_hash, solve
+from vm_hooks.seal import Seal
+
+ZERO_ADDRESS = Address(bytes(20))
+
+
+@dataclass
+class ProducedBlock:
+    block: BlockAPI
+    included: List[SignedTransactionAPI] = field(default_factory=list)
+    rejected: List[Tuple[SignedTransactionAPI, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SealFields:
+    """Header fields that make up a seal (see vm_hooks.seal)."""
+
+    seal: Seal
+    coinbase: Address
+    difficulty: int
+    nonce: bytes = ZERO_NONCE
+    mix_hash: bytes = ZERO_HASH
+
+
+class BlockProductionStopped(Exception):
+    """Idle proof-of-work search was stopped before a nonce was found."""
+
+
+def next_timestamp(chain: PoLeChain, timestamp: Optional[int]) -> int:
+    parent = chain.get_canonical_head()
+    return max(timestamp if timestamp is not None else int(time.time()), parent.timestamp + 1)
+
+
+def build_block(
+    chain: PoLeChain,
+    transactions: Sequence[SignedTransactionAPI],
+    fields: SealFields,
+    timestamp: int,
+) -> ProducedBlock:
+    """Execute ``transactions`` on the head under ``fields``; the block is not persisted."""
+    parent = chain.get_canonical_head()
+    header = chain.create_header_from_parent(
+        parent,
+        coinbase=fields.coinbase,
+        timestamp=timestamp,
+        extra_data=fields.seal.encode(),
+        difficulty=fields.difficulty,
+        nonce=fields.nonce,
+        mix_hash=fields.mix_hash,
+    )
+    vm = chain.get_vm(header)
+    produced = ProducedBlock(block=vm.get_block())
+    receipts = []
+    for transaction in transactions:
+        if header.gas_used + transaction.gas > header.gas_limit:
+            produced.rejected.append((transaction, "block gas limit reached"))
+            continue
+        try:
+            header, (receipt,), _ = vm.apply_all_transactions([transaction], header)
+        except ValidationError as error:
+            produced.rejected.append((transaction, str(error)))
+            continue
+        produced.included.append(transaction)
+        receipts.append(receipt)
+    filled = vm.set_block_transactions_and_withdrawals(
+        vm.get_block(), header, produced.included, receipts
+    )
+    produced.block = vm.mine_block(filled).block
+    return produced
+
+
+def persist(chain: PoLeChain, produced: ProducedBlock) -> ProducedBlock:
+    chain.persist_block(produced.block, perform_validation=True)
+    return produced
+
+
+def produce_dev_block(
+    chain: PoLeChain,
+    transactions: Sequence[SignedTransactionAPI],
+    *,
+    timestamp: Optional[int] = None,
+    coinbase: Address = ZERO_ADDRESS,
+) -> ProducedBlock:
+    fields = SealFields(seal=Seal.dev(), coinbase=coinbase, difficulty=DEV_SCORE)
+    return persist(chain, build_block(chain, transactions, fields, next_timestamp(chain, timestamp)))
+
+
+def produce_idle_block(
+    chain: PoLeChain,
+    transactions: Sequence[SignedTransactionAPI],
+    *,
+    timestamp: Optional[int] = None,
+    coinbase: Address = ZERO_ADDRESS,
+    stop: Optional[threading.Event] = None,
+) -> ProducedBlock:
+    parent = chain.get_canonical_head()
+    ts = next_timestamp(chain, timestamp)
+    idle = chain.get_vm_class(parent).consensus_class.idle
+    work = expected_work(parent_idle_work(parent), parent.timestamp, ts, idle)
+    fields = SealFields(seal=Seal.idle(work), coinbase=coinbase, difficulty=IDLE_SCORE)
+    produced = build_block(chain, transactions, fields, ts)
+    nonce = solve(pow_hash(produced.block.header), work, stop)
+    if nonce is None:
+        raise BlockProductionStopped("idle proof-of-work search stopped")
+    produced.block = produced.block.copy(header=produced.block.header.copy(nonce=nonce))
+    return persist(chain, produced)
+
+
+def produce_pole_block(
+    chain: PoLeChain,
+    transactions: Sequence[SignedTransactionAPI],
+    *,
+    coinbase: Address,
+    task_id: int,
+    model_commitment: bytes,
+    train_bps: int,
+    test_bps: int,
+    release_digest: bytes,
+    timestamp: Optional[int] = None,
+) -> ProducedBlock:
+    fields = SealFields(
+        seal=Seal.pole(train_bps, test_bps, release_digest),
+        coinbase=coinbase,
+        difficulty=test_bps,
+        nonce=task_id.to_bytes(8, "big"),
+        mix_hash=model_commitment,
+    )
+    return persist(chain, build_block(chain, transactions, fields, next_timestamp(chain, timestamp)))

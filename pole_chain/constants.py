@@ -1,0 +1,29 @@
+"""Chain-wide constants: the single place every other module takes them from."""
+from typing import Final
+
+from eth.constants import SYSTEM_ADDRESS as _PY_EVM_SYSTEM_ADDRESS
+from eth_typing import Address
+from eth_utils import to_canonical_address
+
+#: "POLE" in ASCII. Transactions signed for any other chain id are refused.
+CHAIN_ID: Final = 0x504F4C45
+
+#: The task registry lives here from genesis on ("PoLe" in the last four bytes).
+REGISTRY_ADDRESS: Final[Address] = Address(
+    to_canonical_address("0x00000000000000000000000000000000506f4c45")
+)
+
+#: Sender of the settlement system call (the same address EIP-4788/2935 system calls use).
+SYSTEM_ADDRESS: Final[Address] = _PY_EVM_SYSTEM_ADDRESS
+
+#: The mnemonic anvil and Hardhat use, so dev accounts have the addresses users know.
+DEV_MNEMONIC: Final = "test test test test test test test test test test test junk"
+DEV_ACCOUNT_COUNT: Final = 10
+DEV_ACCOUNT_BALANCE: Final = 10_000 * 10**18
+
+GENESIS_GAS_LIMIT: Final = 30_000_000
+GENESIS_BASE_FEE: Final = 1_000_000_000
+#: Fixed so every node derives the same genesis hash.
+GENESIS_TIMESTAMP: Final = 1_735_689_600  # 2025-01-01T00:00:00Z
+
+DEFAULT_RPC_PORT: Final = 8545

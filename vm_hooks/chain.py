@@ -1,0 +1,67 @@
+"""The PoLe chain class: py-evm's Chain with a deterministic fork-choice tie-break.
+
+py-evm sums ``difficulty`` (our score) into the chain score and switches head only on a
+strictly higher score, so two equal-scoring siblings would leave each node on whichever it
+saw first. PoLe breaks ties toward the lower block hash, so every node agrees.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Tuple
+
+import rlp
+from eth.abc import BlockHeaderAPI, DatabaseAPI
+from eth.chains.base import Chain
+from eth.constants import GENESIS_PARENT_HASH
+from eth.db.chain import ChainDB
+from eth.db.schema import SchemaV1
+from eth_typing import Hash32
+
+from pole_chain.constants import CHAIN_ID
+
+HeaderChanges = Tuple[Tuple[BlockHeaderAPI, ...], Tuple[BlockHeaderAPI, ...]]
+
+
+class PoLeChainDB(ChainDB):
+    @classmethod
+    def _persist_header_chain(
+        cls,
+        db: DatabaseAPI,
+        headers: Iterable[BlockHeaderAPI],
+        genesis_parent_hash: Hash32,
+    ) -> HeaderChanges:
+        headers = tuple(headers)
+        changes = super()._persist_header_chain(db, headers, genesis_parent_hash)
+        if changes != ((), ()) or not headers:
+            return changes
+        tip = headers[-1]
+        head_hash = cls._get_canonical_head_hash(db)
+        if (
+            tip.hash < head_hash
+            and cls._get_score(db, tip.hash) == cls._get_score(db, head_hash)
+        ):
+            return cls._set_as_canonical_chain_head(db, tip, genesis_parent_hash)
+        return changes
+
+
+class PoLeChain(Chain):
+    chain_id = CHAIN_ID
+    chaindb_class = PoLeChainDB
+
+    def rewind_to(self, block_hash: Hash32) -> None:
+        """Make an ancestor the head again (dev snapshots: ``evm_revert``).
+
+        The abandoned blocks get score zero, so blocks built on the restored head win fork
+        choice instead of tying with what was reverted, and their transactions stop being
+        found by hash.
+        """
+        target = self.chaindb.get_block_header_by_hash(block_hash)
+        head = self.get_canonical_head()
+        with self.chaindb.db.atomic_batch() as db:
+            while head.block_number > target.block_number:
+                db[SchemaV1.make_block_hash_to_score_lookup_key(head.hash)] = rlp.encode(0)
+                for tx_hash in PoLeChainDB._get_block_transaction_hashes(db, head):
+                    lookup = SchemaV1.make_transaction_hash_to_block_lookup_key(tx_hash)
+                    if lookup in db:
+                        del db[lookup]
+                head = self.chaindb.get_block_header_by_hash(head.parent_hash)
+            PoLeChainDB._set_as_canonical_chain_head(db, target, GENESIS_PARENT_HASH)

@@ -1,0 +1,43 @@
+"""The settlement system call, run in ``finalize_block`` so mining and import agree.
+
+Every block after genesis expires the registry's overdue tasks (refunding their posters);
+a PoLe block first settles its task: the escrow goes to the block's coinbase and the result
+is recorded in registry storage (system-call logs reach no receipt, so storage is the record).
+"""
+from __future__ import annotations
+
+from eth.abc import BlockHeaderAPI, StateAPI
+from eth_utils import to_checksum_address
+
+from pole_chain.constants import SYSTEM_ADDRESS
+
+from .registry_calls import RegistryCallError, encode_call, execute
+from .seal import BlockKind, Seal
+
+
+def system_call(state: StateAPI, name: str, args: list) -> None:
+    """Run a registry function as the system address; a failure invalidates the block."""
+    snapshot = state.snapshot()
+    computation = execute(state, SYSTEM_ADDRESS, encode_call(name, args))
+    if computation.is_error:
+        state.revert(snapshot)
+        raise RegistryCallError(f"settlement call {name}{tuple(args)} failed: {computation.error}")
+    state.commit(snapshot)
+
+
+def settle_block(state: StateAPI, header: BlockHeaderAPI) -> None:
+    seal = Seal.decode(header.extra_data)
+    if seal.kind is BlockKind.POLE:
+        system_call(
+            state,
+            "settle",
+            [
+                int.from_bytes(header.nonce, "big"),
+                to_checksum_address(header.coinbase),
+                header.mix_hash,
+                seal.train_bps,
+                seal.test_bps,
+                seal.release_digest_prefix.ljust(32, b"\x00"),
+            ],
+        )
+    system_call(state, "expire_overdue", [header.timestamp])

@@ -1,0 +1,73 @@
+"""The PoLe VM: py-evm's Prague VM plus one mixin.
+
+The mixin swaps the post-merge seal rules (difficulty 0, nonce 0) for PoLe's, runs the
+settlement system call while finalising every block, and refuses transactions signed for
+another chain (py-evm alone does not check the chain id).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from eth.abc import BlockAPI, BlockAndMetaWitness, BlockHeaderAPI, SignedTransactionAPI
+from eth.constants import POST_MERGE_OMMERS_HASH
+from eth.vm.forks.paris import ParisVM
+from eth.vm.forks.prague import PragueVM
+from eth.vm.forks.prague.headers import create_prague_header_from_parent
+from eth_utils import ValidationError
+
+from pole_chain.constants import CHAIN_ID
+
+from .consensus import PoLeConsensus
+from .idle_pow import ZERO_NONCE
+from .settlement import settle_block
+
+_create_prague_header = create_prague_header_from_parent()
+
+
+class WrongChainIdError(ValidationError):
+    """A transaction signed for another chain (or for none) was offered to this one."""
+
+
+def create_pole_header_from_parent(
+    parent_header: Optional[BlockHeaderAPI], **header_params: Any
+) -> BlockHeaderAPI:
+    """Prague's header factory, but keeping the seal's difficulty (score) and nonce."""
+    difficulty = header_params.pop("difficulty", 0)
+    nonce = header_params.pop("nonce", ZERO_NONCE)
+    header = _create_prague_header(parent_header, **header_params)
+    return header.copy(difficulty=difficulty, nonce=nonce)
+
+
+def validate_chain_id(transaction: SignedTransactionAPI) -> None:
+    chain_id = getattr(transaction, "chain_id", None)
+    if chain_id != CHAIN_ID:
+        raise WrongChainIdError(
+            f"transaction chain id {chain_id} is not this chain's ({CHAIN_ID})"
+        )
+
+
+class PoLeVMMixin:
+    consensus_class = PoLeConsensus
+    create_header_from_parent = staticmethod(create_pole_header_from_parent)
+
+    @classmethod
+    def validate_header(cls, header: BlockHeaderAPI, parent_header: BlockHeaderAPI) -> None:
+        # Skip ParisVM's zero-difficulty/zero-nonce rule; the seal carries PoLe data there.
+        super(ParisVM, cls).validate_header(header, parent_header)  # type: ignore[misc]
+        if header.uncles_hash != POST_MERGE_OMMERS_HASH:
+            raise ValidationError("PoLe blocks carry no uncles")
+
+    def validate_transaction_against_header(
+        self, base_header: BlockHeaderAPI, transaction: SignedTransactionAPI
+    ) -> None:
+        validate_chain_id(transaction)
+        super().validate_transaction_against_header(base_header, transaction)  # type: ignore[misc]
+
+    def finalize_block(self, block: BlockAPI) -> BlockAndMetaWitness:
+        if block.number > 0:
+            settle_block(self.state, block.header)  # type: ignore[attr-defined]
+        return super().finalize_block(block)  # type: ignore[misc]
+
+
+class PoLePragueVM(PoLeVMMixin, PragueVM):  # type: ignore[misc]
+    fork = "pole-prague"
