@@ -66,6 +66,7 @@ class LevelDB(BaseAtomicDB):
 
     def close(self) -> None:
         self._db.close()
+        del self._db  # free the handle now, not during interpreter shutdown
 
 
 class _ReadThroughBatch(AtomicDBWriteBatch):

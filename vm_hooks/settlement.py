@@ -23,6 +23,8 @@ def system_call(state: StateAPI, name: str, args: list) -> None:
         state.revert(snapshot)
         raise RegistryCallError(f"settlement call {name}{tuple(args)} failed: {computation.error}")
     state.commit(snapshot)
+    # Each system call is its own transaction boundary (EIP-1153: transient storage ends).
+    state.clear_transient_storage()
 
 
 def settle_block(state: StateAPI, header: BlockHeaderAPI) -> None:

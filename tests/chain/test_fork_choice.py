@@ -1,0 +1,50 @@
+"""Fork choice is py-evm's score (sum of difficulty) with a deterministic tie-break."""
+from eth_utils import keccak
+
+from pole_chain.block_production import produce_pole_block
+from vm_hooks.consensus import state_at
+from vm_hooks.registry_calls import read_task, view
+
+from .conftest import replay
+
+
+def sibling(task_chain, *, miner: bytes, test_bps: int):
+    """A PoLe block on the current head of a copy of the producer chain."""
+    producer = replay(task_chain.blocks)
+    return produce_pole_block(
+        producer, [], coinbase=miner, task_id=1, model_commitment=keccak(miner),
+        train_bps=9_000, test_bps=test_bps, release_digest=keccak(b"release"),
+    ).block
+
+
+def test_higher_score_wins_whatever_the_arrival_order(task_chain):
+    low = sibling(task_chain, miner=b"\x01" * 20, test_bps=8_000)
+    high = sibling(task_chain, miner=b"\x02" * 20, test_bps=9_000)
+    for order in ([low, high], [high, low]):
+        node = replay(task_chain.blocks + order)
+        assert node.get_canonical_head() == high.header
+        state = state_at(node.chaindb.db, high.header)
+        (winner, *_rest) = view(state, "get_result", [1])[0]
+        assert bytes.fromhex(winner[2:]) == b"\x02" * 20
+
+
+def test_equal_scores_break_ties_to_the_lower_hash_on_every_node(task_chain):
+    first = sibling(task_chain, miner=b"\x03" * 20, test_bps=9_000)
+    second = sibling(task_chain, miner=b"\x04" * 20, test_bps=9_000)
+    expected = min(first.header, second.header, key=lambda header: header.hash)
+    heads = {replay(task_chain.blocks + order).get_canonical_head() for order in ([first, second], [second, first])}
+    assert heads == {expected}
+
+
+def test_reorg_moves_the_settlement_to_the_new_winner(task_chain):
+    low = sibling(task_chain, miner=b"\x05" * 20, test_bps=7_000)
+    high = sibling(task_chain, miner=b"\x06" * 20, test_bps=7_500)
+    node = replay(task_chain.blocks + [low])
+    low_state = state_at(node.chaindb.db, node.get_canonical_head())
+    assert low_state.get_balance(b"\x05" * 20) == 100
+    result = node.import_block(high)
+    assert [b.header for b in result.old_canonical_blocks] == [low.header]
+    head_state = state_at(node.chaindb.db, node.get_canonical_head())
+    assert head_state.get_balance(b"\x06" * 20) == 100
+    assert head_state.get_balance(b"\x05" * 20) == 0
+    assert not read_task(head_state, 1).is_open

@@ -1,0 +1,128 @@
+"""Blocks replay to the same state on a fresh node; settlement runs only as a system call."""
+import pytest
+from eth_utils import keccak
+
+from pole_chain.block_production import produce_dev_block, produce_idle_block, produce_pole_block
+from pole_chain.constants import REGISTRY_ADDRESS
+from pole_chain.genesis import dev_accounts
+from vm_hooks.registry_calls import TASK_EXPIRED, TASK_SETTLED, encode_call, read_task, view
+from vm_hooks.vm import WrongChainIdError
+
+from .conftest import balance_of, head_state, new_chain, nonce_of, post_task_tx, replay, sign
+
+MINER = b"\x22" * 20
+POSTER = bytes.fromhex(dev_accounts()[0].address[2:])
+
+
+def test_mixed_blocks_replay_to_the_same_state_roots():
+    chain = new_chain()
+    blocks = [produce_idle_block(chain, [post_task_tx(chain, reward=10**18, time_limit=600)]).block]
+    blocks.append(
+        produce_pole_block(
+            chain, [sign(chain, {"to": MINER, "value": 5, "nonce": nonce_of(chain, 0)})],
+            coinbase=MINER, task_id=1, model_commitment=keccak(b"m"), train_bps=8_000,
+            test_bps=7_000, release_digest=keccak(b"r"),
+        ).block
+    )
+    blocks.append(produce_idle_block(chain, []).block)
+    fresh = replay(blocks)
+    assert [fresh.get_canonical_block_by_number(n).header.state_root for n in (1, 2, 3)] == [
+        b.header.state_root for b in blocks
+    ]
+    assert fresh.get_canonical_head() == chain.get_canonical_head()
+
+
+def test_pole_block_pays_the_escrow_and_records_the_result():
+    chain = new_chain()
+    produce_idle_block(chain, [post_task_tx(chain, reward=3 * 10**18, time_limit=600)])
+    assert balance_of(chain, REGISTRY_ADDRESS) == 3 * 10**18
+    block = produce_pole_block(
+        chain, [], coinbase=MINER, task_id=1, model_commitment=keccak(b"model"),
+        train_bps=9_100, test_bps=8_900, release_digest=keccak(b"release"),
+    ).block
+    state = head_state(chain)
+    assert state.get_balance(MINER) == 3 * 10**18
+    assert state.get_balance(REGISTRY_ADDRESS) == 0
+    assert read_task(state, 1).status == TASK_SETTLED
+    (result,) = view(state, "get_result", [1])
+    winner, commitment, train_bps, test_bps, release_digest, number = result
+    assert (bytes.fromhex(winner[2:]), commitment, train_bps, test_bps, number) == (
+        MINER, keccak(b"model"), 9_100, 8_900, block.number
+    )
+    assert release_digest == keccak(b"release")[:24] + bytes(8)
+
+
+def test_overdue_task_expires_and_refunds_the_poster_in_an_idle_block():
+    chain = new_chain()
+    produce_idle_block(chain, [post_task_tx(chain, reward=10**18, time_limit=60)])
+    before = balance_of(chain, POSTER)
+    deadline = read_task(head_state(chain), 1).deadline
+    produce_idle_block(chain, [], timestamp=deadline + 1)
+    state = head_state(chain)
+    assert read_task(state, 1).status == TASK_EXPIRED
+    assert state.get_balance(POSTER) == before + 10**18
+    assert view(state, "best_task") == (0,)
+
+
+@pytest.mark.parametrize("function, args", [("settle", [1, MINER, bytes(32), 1, 1, bytes(32)]), ("expire_overdue", [2**40])])
+def test_settle_and_expire_are_refused_from_a_normal_account(function, args):
+    chain = new_chain(dev=True)
+    produce_dev_block(chain, [post_task_tx(chain, reward=10**18, time_limit=60)])
+    call = sign(chain, {"to": REGISTRY_ADDRESS, "data": encode_call(function, args), "nonce": nonce_of(chain, 1)}, account_index=1)
+    block = produce_dev_block(chain, [call]).block
+    (receipt,) = block.get_receipts(chain.chaindb)
+    assert receipt.state_root == b""  # reverted ("only system")
+    assert read_task(head_state(chain), 1).is_open
+    assert balance_of(chain, REGISTRY_ADDRESS) == 10**18
+
+
+def test_a_foreign_chain_id_transaction_is_refused():
+    chain = new_chain(dev=True)
+    for chain_id in (1, 31337):
+        foreign = sign(chain, {"to": MINER, "value": 1, "nonce": 0, "chainId": chain_id})
+        vm = chain.get_vm()
+        with pytest.raises(WrongChainIdError, match=f"chain id {chain_id} is not this chain's"):
+            vm.apply_transaction(vm.get_header(), foreign)
+        produced = produce_dev_block(chain, [foreign])
+        assert produced.included == [] and "chain id" in produced.rejected[0][1]
+    assert balance_of(chain, MINER) == 0
+
+
+def test_restart_on_the_data_directory_keeps_head_and_balances(tmp_path):
+    chain = new_chain(dev=True, datadir=tmp_path)
+    for nonce in range(3):
+        produce_dev_block(chain, [sign(chain, {"to": MINER, "value": 7, "nonce": nonce})])
+    head = chain.get_canonical_head()
+    chain.chaindb.db.close()
+    reopened = new_chain(dev=True, datadir=tmp_path)
+    assert reopened.get_canonical_head() == head
+    assert balance_of(reopened, MINER) == 21
+    produce_dev_block(reopened, [sign(reopened, {"to": MINER, "value": 1, "nonce": 3})])
+    assert reopened.get_canonical_head().block_number == 4
+    reopened.chaindb.db.close()
+
+
+def test_opening_a_dev_datadir_without_dev_is_refused(tmp_path):
+    from pole_chain.chain_factory import WrongGenesisError, open_chain
+
+    from pole_chain.database import open_database
+
+    new_chain(dev=True, datadir=tmp_path).chaindb.db.close()
+    db = open_database(tmp_path)
+    with pytest.raises(WrongGenesisError, match="holds a dev chain"):
+        open_chain(db, dev=False)
+    db.close()
+
+
+def test_rewind_restores_an_ancestor_and_new_blocks_win():
+    chain = new_chain(dev=True)
+    base = produce_dev_block(chain, []).block
+    reverted = produce_dev_block(chain, [sign(chain, {"to": MINER, "value": 9, "nonce": 0})]).block
+    chain.rewind_to(base.hash)
+    assert chain.get_canonical_head() == base.header
+    assert balance_of(chain, MINER) == 0
+    tx_hash = reverted.transactions[0].hash
+    with pytest.raises(Exception):
+        chain.chaindb.get_transaction_index(tx_hash)
+    replacement = produce_dev_block(chain, []).block
+    assert chain.get_canonical_head() == replacement.header
