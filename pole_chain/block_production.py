@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-from eth.abc import BlockAPI, SignedTransactionAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
 from eth_typing import Address
 from eth_utils import ValidationError
 
@@ -46,8 +46,10 @@ class BlockProductionStopped(Exception):
     """Idle proof-of-work search was stopped before a nonce was found."""
 
 
-def next_timestamp(chain: PoLeChain, timestamp: Optional[int]) -> int:
-    parent = chain.get_canonical_head()
+def next_timestamp(
+    chain: PoLeChain, timestamp: Optional[int], parent: Optional[BlockHeaderAPI] = None
+) -> int:
+    parent = parent or chain.get_canonical_head()
     return max(timestamp if timestamp is not None else int(time.time()), parent.timestamp + 1)
 
 
@@ -56,9 +58,13 @@ def build_block(
     transactions: Sequence[SignedTransactionAPI],
     fields: SealFields,
     timestamp: int,
+    parent: Optional[BlockHeaderAPI] = None,
 ) -> ProducedBlock:
-    """Execute ``transactions`` on the head under ``fields``; the block is not persisted."""
-    parent = chain.get_canonical_head()
+    """Execute ``transactions`` on ``parent`` (default: the head) under ``fields``.
+
+    The block is not persisted.
+    """
+    parent = parent or chain.get_canonical_head()
     header = chain.create_header_from_parent(
         parent,
         coinbase=fields.coinbase,
@@ -137,7 +143,10 @@ def produce_pole_block(
     test_bps: int,
     release_digest: bytes,
     timestamp: Optional[int] = None,
+    parent: Optional[BlockHeaderAPI] = None,
 ) -> ProducedBlock:
+    """A PoLe block on ``parent``: competing miners seal siblings on the same parent."""
+    parent = parent or chain.get_canonical_head()
     fields = SealFields(
         seal=Seal.pole(train_bps, test_bps, release_digest),
         coinbase=coinbase,
@@ -145,4 +154,5 @@ def produce_pole_block(
         nonce=task_id.to_bytes(8, "big"),
         mix_hash=model_commitment,
     )
-    return persist(chain, build_block(chain, transactions, fields, next_timestamp(chain, timestamp)))
+    ts = next_timestamp(chain, timestamp, parent)
+    return persist(chain, build_block(chain, transactions, fields, ts, parent))

@@ -1,0 +1,118 @@
+"""The model checks of a PoLe seal: the ``SealVerifier`` that vm_hooks' consensus calls.
+
+By the time this runs, consensus has checked the seal's structure, the score and that the
+block's task is the best open task in the parent state. What is left needs the off-chain
+data: the release the block answers, the revealed model, the training and test sets. The
+checks run in DESIGN.md's order and each failure names the rule and the values.
+"""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from eth.abc import BlockHeaderAPI
+
+from miner.datasets import DatasetFormatError, decode_dataset
+from miner.integer_eval import IncompatibleModelError, check_compatible, evaluate_integer_model
+from miner.integer_model import ModelFormatError, check_model_matches_task, decode_model
+from miner.messages import MessageError, Release, commitment_for
+from miner.sml import sml_for
+from pole_chain.constants import CHAIN_ID
+from vm_hooks.registry_calls import Task
+from vm_hooks.seal import Seal, SealError
+
+
+class SealData(Protocol):
+    """Where a node keeps what blocks only refer to by hash."""
+
+    def release_for_prefix(self, prefix: bytes) -> Optional[Release]: ...
+
+    def model_for(self, commitment: bytes) -> Optional[bytes]: ...
+
+    def blob(self, digest: bytes) -> Optional[bytes]: ...
+
+
+class ModelSealVerifier:
+    def __init__(self, data: SealData) -> None:
+        self._data = data
+
+    def verify(self, header: BlockHeaderAPI, seal: Seal, task: Task) -> None:
+        commitment = header.mix_hash
+        release = self._release(seal)
+        self._check_release(release, header, task, commitment)
+        model_blob = self._data.model_for(commitment)
+        if model_blob is None:
+            raise SealError(f"model for commitment {commitment.hex()} is not available")
+        if commitment_for(model_blob, header.coinbase, header.parent_hash) != commitment:
+            raise SealError(
+                f"model blob does not hash to commitment {commitment.hex()} with this "
+                "coinbase and parent"
+            )
+        try:
+            model = decode_model(model_blob)
+            check_model_matches_task(model, task.model_spec)
+        except ModelFormatError as error:
+            raise SealError(f"model rejected: {error}") from None
+        train_set = self._dataset(task.dataset_digest, "training set")
+        test_set = self._dataset(release.test_set_digest, "test set")
+        try:
+            sml = sml_for(header.parent_hash, header.coinbase, train_set.d)
+            check_compatible(model, sml, train_set.d)
+            train_bps = evaluate_integer_model(model, sml, train_set)
+            test_bps = evaluate_integer_model(model, sml, test_set)
+        except (IncompatibleModelError, ValueError) as error:
+            raise SealError(f"model cannot be evaluated on the task's data: {error}") from None
+        if train_bps < task.min_train_bps:
+            raise SealError(
+                f"training accuracy {train_bps} bps is below the task's minimum "
+                f"{task.min_train_bps} bps"
+            )
+        if train_bps != seal.train_bps:
+            raise SealError(
+                f"claimed training accuracy {seal.train_bps} bps, evaluated {train_bps} bps"
+            )
+        if test_bps != seal.test_bps:
+            raise SealError(f"claimed test accuracy {seal.test_bps} bps, evaluated {test_bps} bps")
+
+    def _release(self, seal: Seal) -> Release:
+        release = self._data.release_for_prefix(seal.release_digest_prefix)
+        if release is None:
+            raise SealError(
+                f"release {seal.release_digest_prefix.hex()}... is not available"
+            )
+        return release
+
+    @staticmethod
+    def _check_release(
+        release: Release, header: BlockHeaderAPI, task: Task, commitment: bytes
+    ) -> None:
+        try:
+            release.verify(CHAIN_ID)
+        except MessageError as error:
+            raise SealError(f"release rejected: {error}") from None
+        if release.poster != task.poster:
+            raise SealError(
+                f"release signed by 0x{release.poster.hex()}, task {task.task_id} was "
+                f"posted by 0x{task.poster.hex()}"
+            )
+        if release.task_id != task.task_id or release.parent_hash != header.parent_hash:
+            raise SealError(
+                f"release answers task {release.task_id} at parent "
+                f"{release.parent_hash.hex()}, block is for task {task.task_id} at "
+                f"parent {header.parent_hash.hex()}"
+            )
+        if release.test_set_digest != task.test_set_commitment:
+            raise SealError(
+                f"release test set {release.test_set_digest.hex()} does not match the "
+                f"task's commitment {task.test_set_commitment.hex()}"
+            )
+        if not release.admits(commitment):
+            raise SealError(f"release does not admit commitment {commitment.hex()}")
+
+    def _dataset(self, digest: bytes, what: str):
+        blob = self._data.blob(digest)
+        if blob is None:
+            raise SealError(f"{what} {digest.hex()} is not available")
+        try:
+            return decode_dataset(blob)
+        except DatasetFormatError as error:
+            raise SealError(f"{what} {digest.hex()} is malformed: {error}") from None

@@ -1,0 +1,127 @@
+"""A node's record of one height's commit/release traffic, and the blobs it refers to.
+
+Announcements are gossip: kept in memory, per (task, parent). Releases and revealed models
+are what blocks are checked against, so they are stored: their bytes in the blob store
+(content-addressed) and their lookups (release digest prefix -> release, commitment ->
+model blob) in the chain database, so a restarted node can still verify and serve them.
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Dict, List, Optional, Tuple
+
+from eth.abc import AtomicDatabaseAPI
+
+from miner.messages import Release, SolutionAnnouncement, commitment_for
+from vm_hooks.registry_calls import Task
+from vm_hooks.seal import RELEASE_DIGEST_PREFIX_SIZE
+
+from .blob_store import BlobNotFound, BlobStore
+from .constants import CHAIN_ID
+
+_RELEASE_KEY = b"pole:release-prefix:"
+_MODEL_KEY = b"pole:model-commitment:"
+_RELEASE_FOR_KEY = b"pole:release-for:"
+
+
+class SolutionRejected(ValueError):
+    """An announcement, release or model that this node will not store or relay."""
+
+
+def _height_key(task_id: int, parent_hash: bytes) -> bytes:
+    return task_id.to_bytes(8, "big") + parent_hash
+
+
+class SolutionBook:
+    def __init__(self, db: AtomicDatabaseAPI, blobs: BlobStore) -> None:
+        self._db = db
+        self.blobs = blobs
+        self._lock = threading.Lock()
+        self._announcements: Dict[bytes, Dict[bytes, SolutionAnnouncement]] = defaultdict(dict)
+
+    # -- blobs -------------------------------------------------------------------------
+    def blob(self, digest: bytes) -> Optional[bytes]:
+        try:
+            return self.blobs.get(digest)
+        except BlobNotFound:
+            return None
+
+    # -- announcements (commit) --------------------------------------------------------
+    def add_announcement(self, announcement: SolutionAnnouncement, task: Task) -> bool:
+        """Store a verified announcement for the task open at its parent; False if known."""
+        announcement.verify(CHAIN_ID)
+        if announcement.task_id != task.task_id or not task.is_open:
+            raise SolutionRejected(
+                f"announcement for task {announcement.task_id}, the best open task at its "
+                f"parent is {task.task_id}"
+            )
+        if self.release_for(announcement.task_id, announcement.parent_hash) is not None:
+            raise SolutionRejected(
+                f"task {task.task_id} was already released at this parent: announcements "
+                "after the release are not admitted"
+            )
+        key = _height_key(announcement.task_id, announcement.parent_hash)
+        with self._lock:
+            known = self._announcements[key]
+            if announcement.model_commitment in known:
+                return False
+            known[announcement.model_commitment] = announcement
+            return True
+
+    def announcements(self, task_id: int, parent_hash: bytes) -> List[SolutionAnnouncement]:
+        with self._lock:
+            return list(self._announcements.get(_height_key(task_id, parent_hash), {}).values())
+
+    # -- releases ----------------------------------------------------------------------
+    def add_release(self, release: Release, task: Task) -> bool:
+        """Store the poster's release for ``task`` (open at the release's parent)."""
+        release.verify(CHAIN_ID)
+        if release.task_id != task.task_id or not task.is_open:
+            raise SolutionRejected(f"release for task {release.task_id}, which is not open there")
+        if release.poster != task.poster:
+            raise SolutionRejected(
+                f"release signed by 0x{release.poster.hex()}, not by the task's poster "
+                f"0x{task.poster.hex()}"
+            )
+        if release.test_set_digest != task.test_set_commitment:
+            raise SolutionRejected("release test set does not match the task's commitment")
+        if not self.blobs.has(release.test_set_digest):
+            raise SolutionRejected(
+                f"test set {release.test_set_digest.hex()} must be uploaded before the release"
+            )
+        existing = self.release_for(release.task_id, release.parent_hash)
+        if existing is not None:
+            if existing.digest == release.digest:
+                return False
+            raise SolutionRejected("the poster already released this task at this parent")
+        digest = self.blobs.put(release.encode())
+        with self._db.atomic_batch() as batch:
+            batch[_RELEASE_KEY + digest[:RELEASE_DIGEST_PREFIX_SIZE]] = digest
+            batch[_RELEASE_FOR_KEY + _height_key(release.task_id, release.parent_hash)] = digest
+        return True
+
+    def _release_at(self, key: bytes) -> Optional[Release]:
+        digest = self._db.get(key)
+        if digest is None:
+            return None
+        blob = self.blob(digest)
+        return Release.decode(blob) if blob is not None else None
+
+    def release_for(self, task_id: int, parent_hash: bytes) -> Optional[Release]:
+        return self._release_at(_RELEASE_FOR_KEY + _height_key(task_id, parent_hash))
+
+    def release_for_prefix(self, prefix: bytes) -> Optional[Release]:
+        return self._release_at(_RELEASE_KEY + bytes(prefix))
+
+    # -- revealed models ---------------------------------------------------------------
+    def reveal_model(self, model_blob: bytes, coinbase: bytes, parent_hash: bytes) -> bytes:
+        """Store a revealed model; returns its commitment (what the seal's mix_hash holds)."""
+        commitment = commitment_for(model_blob, coinbase, parent_hash)
+        digest = self.blobs.put(model_blob)
+        self._db[_MODEL_KEY + commitment] = digest
+        return commitment
+
+    def model_for(self, commitment: bytes) -> Optional[bytes]:
+        digest = self._db.get(_MODEL_KEY + bytes(commitment))
+        return self.blob(digest) if digest is not None else None
