@@ -13,11 +13,8 @@ bench/results/sml_cost.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from eth_utils import keccak
@@ -28,7 +25,8 @@ from miner.model_spec import build_spec
 from miner.sml import SML_EXPANSION, identity_mapping, sml_for
 from miner.training import Hyperparams, train_model
 
-RESULTS = Path(__file__).resolve().parent / "results" / "sml_cost.json"
+from .report import report
+
 BENCH_MINER = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
 
 
@@ -85,13 +83,9 @@ def main() -> None:
         "with_sml_std": std(with_sml),
         "without_sml_std": std(without_sml),
         "torch": torch.__version__,
-        "machine": platform.machine(),
         "seconds": round(time.monotonic() - start, 1),
     }
-    line = json.dumps(result, sort_keys=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(line + "\n")
-    print(line)
+    report("sml_cost", result)
 
 
 if __name__ == "__main__":

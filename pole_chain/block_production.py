@@ -111,6 +111,33 @@ def produce_dev_block(
     return persist(chain, build_block(chain, transactions, fields, next_timestamp(chain, timestamp)))
 
 
+def build_idle_block(
+    chain: PoLeChain,
+    transactions: Sequence[SignedTransactionAPI],
+    *,
+    timestamp: int,
+    coinbase: Address = ZERO_ADDRESS,
+    parent: Optional[BlockHeaderAPI] = None,
+) -> Tuple[ProducedBlock, int]:
+    """An idle block still missing its proof-of-work nonce, and the work it must meet."""
+    parent = parent or chain.get_canonical_head()
+    idle = chain.get_vm_class(parent).consensus_class.idle
+    work = expected_work(parent_idle_work(parent), parent.timestamp, timestamp, idle)
+    fields = SealFields(seal=Seal.idle(work), coinbase=coinbase, difficulty=IDLE_SCORE)
+    return build_block(chain, transactions, fields, timestamp, parent), work
+
+
+def solve_idle_block(
+    produced: ProducedBlock, work: int, stop: Optional[threading.Event] = None
+) -> ProducedBlock:
+    """Search the nonce (no chain access: callers may run it without holding locks)."""
+    nonce = solve(pow_hash(produced.block.header), work, stop)
+    if nonce is None:
+        raise BlockProductionStopped("idle proof-of-work search stopped")
+    produced.block = produced.block.copy(header=produced.block.header.copy(nonce=nonce))
+    return produced
+
+
 def produce_idle_block(
     chain: PoLeChain,
     transactions: Sequence[SignedTransactionAPI],
@@ -119,17 +146,10 @@ def produce_idle_block(
     coinbase: Address = ZERO_ADDRESS,
     stop: Optional[threading.Event] = None,
 ) -> ProducedBlock:
-    parent = chain.get_canonical_head()
-    ts = next_timestamp(chain, timestamp)
-    idle = chain.get_vm_class(parent).consensus_class.idle
-    work = expected_work(parent_idle_work(parent), parent.timestamp, ts, idle)
-    fields = SealFields(seal=Seal.idle(work), coinbase=coinbase, difficulty=IDLE_SCORE)
-    produced = build_block(chain, transactions, fields, ts)
-    nonce = solve(pow_hash(produced.block.header), work, stop)
-    if nonce is None:
-        raise BlockProductionStopped("idle proof-of-work search stopped")
-    produced.block = produced.block.copy(header=produced.block.header.copy(nonce=nonce))
-    return persist(chain, produced)
+    produced, work = build_idle_block(
+        chain, transactions, timestamp=next_timestamp(chain, timestamp), coinbase=coinbase
+    )
+    return persist(chain, solve_idle_block(produced, work, stop))
 
 
 def produce_pole_block(

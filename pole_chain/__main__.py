@@ -1,0 +1,6 @@
+"""`python -m pole_chain ...` is the `pole` command."""
+import sys
+
+from pole_chain.cli import main
+
+sys.exit(main())

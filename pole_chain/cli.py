@@ -1,0 +1,233 @@
+"""The `pole` command line.
+
+Subcommands are listed in SUBCOMMANDS as name -> (one-line help, "module:function"). The
+function receives the subcommand's argparse parser, adds its options and sets
+`parser.set_defaults(run=...)` to a function `run(args) -> int` (the exit status). Modules are
+imported only when their subcommand runs, so `pole node` never imports torch. Adding a
+subcommand is one line in SUBCOMMANDS.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "node": ("run a PoLe node and its JSON-RPC server", "pole_chain.cli:configure_node_command"),
+}
+
+POLE_HOME_VARIABLE = "POLE_HOME"
+
+
+def default_datadir(dev: bool) -> Path:
+    """$POLE_HOME (default ~/.pole), then devnet/ for dev nodes or node/ otherwise."""
+    home = Path(os.environ.get(POLE_HOME_VARIABLE) or Path.home() / ".pole")
+    return home / ("devnet" if dev else "node")
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The `pole` parser; only the `selected` subcommand's module is imported."""
+    parser = argparse.ArgumentParser(
+        prog="pole",
+        description="PoLe chain: a Proof-of-Learning blockchain on py-evm.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (summary, target) in SUBCOMMANDS.items():
+        if name == selected:
+            subparser = commands.add_parser(name, help=summary, description=summary)
+            _load(target)(subparser)
+        else:
+            commands.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def _load(target: str) -> Callable[[argparse.ArgumentParser], None]:
+    module_name, _, function_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in arguments if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in SUBCOMMANDS else None)
+    args = parser.parse_args(arguments)
+    run = getattr(args, "run", None)
+    if run is None:  # a known name whose module was not loaded cannot happen; be safe
+        parser.error(f"unknown command {args.command!r}")
+    return int(run(args) or 0)
+
+
+# --------------------------------------------------------------------------------------
+# pole node
+# --------------------------------------------------------------------------------------
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+def configure_node_command(parser: argparse.ArgumentParser) -> None:
+    from pole_chain.constants import DEFAULT_RPC_PORT
+
+    parser.epilog = (
+        "Dev mode: 10 prefunded accounts from the test mnemonic (the anvil/Hardhat "
+        "addresses), unlocked for eth_sendTransaction; a block per transaction (automine) "
+        "unless --block-time is given; evm_* methods (evm_mine, evm_snapshot, evm_revert, "
+        "evm_increaseTime, evm_setNextBlockTimestamp, evm_setAutomine). "
+        "The line 'Listening on http://HOST:PORT' is printed once the server accepts requests."
+    )
+    parser.add_argument(
+        "--datadir",
+        type=Path,
+        default=None,
+        help="directory of the chain database and blobs; reopening it resumes at the stored "
+        f"head (default: ${POLE_HOME_VARIABLE}/devnet with --dev, ${POLE_HOME_VARIABLE}/node "
+        f"otherwise; ${POLE_HOME_VARIABLE} defaults to ~/.pole)",
+    )
+    parser.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="keep the chain in memory only (nothing written; --datadir is ignored)",
+    )
+    parser.add_argument(
+        "--rpc-host",
+        default="127.0.0.1",
+        help="address the JSON-RPC server binds to (default: 127.0.0.1; 0.0.0.0 serves other "
+        "machines)",
+    )
+    parser.add_argument(
+        "--rpc-port",
+        type=_port,
+        default=DEFAULT_RPC_PORT,
+        help=f"JSON-RPC port (default: {DEFAULT_RPC_PORT}; 0 picks a free port, printed on the "
+        "Listening line)",
+    )
+    parser.add_argument(
+        "--dev", action="store_true", help="run a development chain (see below)"
+    )
+    parser.add_argument(
+        "--block-time",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="dev only: seal a block every SECONDS instead of one per transaction",
+    )
+    parser.add_argument(
+        "--mine-idle",
+        action="store_true",
+        help="non-dev only: seal proof-of-work idle blocks in the background",
+    )
+    parser.add_argument(
+        "--coinbase",
+        default=None,
+        metavar="ADDRESS",
+        help="address credited with the fees of blocks this node seals (default: zero address)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="logging verbosity on stderr (default: info)",
+    )
+    parser.set_defaults(run=run_node)
+
+
+def run_node(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.block_time is not None and not args.dev:
+        print("pole node: --block-time needs --dev", file=sys.stderr)
+        return 2
+    if args.mine_idle and args.dev:
+        print("pole node: --mine-idle is for non-dev nodes (a dev node mines on demand)",
+              file=sys.stderr)
+        return 2
+
+    from pole_chain.node import Node
+    from pole_chain.rpc import RpcServer
+
+    datadir = None if args.ephemeral else (args.datadir or default_datadir(args.dev))
+    try:
+        node = Node(
+            datadir,
+            dev=args.dev,
+            block_time=args.block_time,
+            mine_idle=args.mine_idle,
+            coinbase=args.coinbase,
+        )
+    except Exception as exc:  # an unreadable or locked datadir, a wrong genesis...
+        print(f"pole node: cannot open the chain in {datadir}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        server = RpcServer(node, args.rpc_host, args.rpc_port)
+    except OSError as exc:
+        node.close()
+        print(
+            f"pole node: cannot listen on {args.rpc_host}:{args.rpc_port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    server.start()
+    node.start()
+    _print_banner(node, server.url, datadir)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        node.close()
+        logging.getLogger("pole.node").info("stopped; chain closed")
+    return 0
+
+
+def _print_banner(node: object, url: str, datadir: Path | None) -> None:
+    from pole_chain.genesis import dev_accounts
+    from pole_chain.node import Node
+
+    assert isinstance(node, Node)
+    lines = []
+    if node.dev:
+        lines.append("Dev accounts (10,000 ETH each at genesis; test mnemonic, m/44'/60'/0'/0/i):")
+        for index, account in enumerate(dev_accounts()):
+            lines.append(f"  ({index}) {account.address}  key 0x{bytes(account.key).hex()}")
+        lines.append("")
+    status = node.status()
+    mode = "dev" if node.dev else "full"
+    if node.dev:
+        mode += f", block every {node.block_time}s" if node.block_time else ", automine"
+    lines.append(
+        f"Listening on {url} (chain id {node.chain_id}, {mode}, head #{status['head_number']}, "
+        f"datadir {datadir if datadir else 'in memory'})"
+    )
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,686 @@
+"""The data node: post a training task, release its test set, follow it to settlement.
+
+A data node has data and no compute. It talks to a PoLe node only through web3 (the
+registry contract for the escrow, `PoLeClient` for blobs and messages), the way a user's
+script would:
+
+    post_task   load and split the dataset; upload the training set and the model spec
+                (public blobs); keep the salted test set secret in workdir/tasks/<id>/;
+                send `post_task` with the reward in escrow; read the id from TaskPosted
+    release     collect the miners' signed announcements for (task, parent), upload the
+                test set, sign a Release admitting the announced commitments, send it
+    status      a readable summary of a task: open / settled / expired, reward, deadline,
+                winner and accuracies, announcements
+
+The test set is the data node's secret until the release (DESIGN.md, "One height"): only
+its salted digest goes on chain, so no miner can train on it or brute-force it.
+
+Local layout (one directory per task; `workdir` defaults to $POLE_HOME/data-node in the CLI):
+
+    workdir/tasks/<id>/task.json      what was posted: digests, sizes, parameters, tx hash
+    workdir/tasks/<id>/test_set.plds  the canonical (salted) encoding of the test set
+    workdir/tasks/<id>/spec.json      the canonical model spec JSON
+    workdir/tasks/<id>/release.json   written by release(): parent, digest, admitted
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_canonical_address, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.logs import DISCARD
+
+from contracts import TASK_REGISTRY, load_artifact
+from miner.datasets import (
+    BUILTIN_DATASETS,
+    Dataset,
+    DatasetFormatError,
+    decode_dataset,
+    encode_dataset,
+    load_builtin,
+    load_user_dataset,
+    split_dataset,
+)
+from miner.messages import (
+    MAX_ADMITTED,
+    MessageError,
+    Release,
+    SolutionAnnouncement,
+)
+from miner.model_spec import (
+    PREDEFINED_MODELS,
+    ModelSpec,
+    ModelSpecError,
+    build_spec,
+    model_spec_canonical_bytes,
+    model_spec_from_json,
+)
+from miner.sml import MAX_SML_INPUT_DIM, SML_EXPANSION
+from pole_chain.client import NodeError, PoLeClient, TaskInfo
+
+from .constants import REGISTRY_ADDRESS
+
+log = logging.getLogger("pole.data_node")
+
+#: Registry limits (contracts/task_registry.vy), checked here for a clear message before
+#: any gas is spent.
+MAX_TIME_LIMIT_S = 365 * 86400
+MAX_REWARD_WEI = 2**128 - 1
+MAX_BPS = 10_000
+#: A release admits at most this many commitments (miner/messages.py).
+MAX_SOLUTIONS_WANTED = MAX_ADMITTED
+#: Heads remembered while waiting for announcements (a dev node's head can move).
+PARENTS_WATCHED = 8
+DEFAULT_RECEIPT_TIMEOUT_S = 180.0
+DEFAULT_POLL_S = 0.5
+
+TASK_FILE = "task.json"
+TEST_SET_FILE = "test_set.plds"
+SPEC_FILE = "spec.json"
+RELEASE_FILE = "release.json"
+
+AccountLike = Union[LocalAccount, str, bytes]
+Progress = Callable[[str], None]
+
+
+class DataNodeError(RuntimeError):
+    """Something a data node asked for cannot be done; the message says what and why."""
+
+
+# --------------------------------------------------------------------------------------
+# Preparing a task (no chain involved)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedTask:
+    """Everything post_task puts on chain or keeps secret, before anything is sent."""
+
+    spec: ModelSpec
+    spec_json: bytes  # canonical; keccak = the task's model_spec
+    train: Dataset
+    test: Dataset  # salted; keccak(encode) = the task's test_set_commitment
+    train_blob: bytes
+    test_blob: bytes
+
+    @property
+    def model_spec_digest(self) -> bytes:
+        return keccak(self.spec_json)
+
+    @property
+    def dataset_digest(self) -> bytes:
+        return keccak(self.train_blob)
+
+    @property
+    def test_set_commitment(self) -> bytes:
+        return keccak(self.test_blob)
+
+
+def load_dataset(source: str | Path) -> Dataset:
+    """A built-in dataset by name (digits, breast_cancer, wine, iris) or a .npz/.csv file."""
+    text = str(source)
+    if text in BUILTIN_DATASETS:
+        return load_builtin(text)
+    path = Path(text).expanduser()
+    if path.suffix.lower() not in (".npz", ".csv"):
+        raise DataNodeError(
+            f"dataset {text!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
+            "nor a .npz or .csv file"
+        )
+    try:
+        return load_user_dataset(path)
+    except DatasetFormatError as error:
+        raise DataNodeError(f"cannot load dataset: {error}") from None
+
+
+def load_model_spec(model: str | Path, dataset: Dataset) -> ModelSpec:
+    """A predefined architecture (logreg, mlp, cnn) sized for `dataset`, or a JSON spec file.
+
+    A spec file's input must be the SML output of this dataset (SML_EXPANSION x d values).
+    """
+    text = str(model)
+    try:
+        if text in PREDEFINED_MODELS:
+            return build_spec(text, dataset.d, dataset.num_classes, dataset.image_shape)
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise DataNodeError(
+                f"model {text!r} is neither a predefined model ({', '.join(PREDEFINED_MODELS)}) "
+                "nor a JSON spec file"
+            )
+        spec = model_spec_from_json(path.read_bytes())
+    except ModelSpecError as error:
+        raise DataNodeError(f"model spec: {error}") from None
+    if spec.input_dim != SML_EXPANSION * dataset.d:
+        raise DataNodeError(
+            f"model spec takes {spec.input_dim} inputs, but the SML maps the dataset's "
+            f"{dataset.d} features to {SML_EXPANSION * dataset.d}"
+        )
+    if spec.num_classes != dataset.num_classes:
+        raise DataNodeError(
+            f"model spec has {spec.num_classes} classes, the dataset {dataset.num_classes}"
+        )
+    return spec
+
+
+def prepare_task(
+    dataset: str | Path | Dataset,
+    model: str | Path | ModelSpec,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    test_salt: bytes | None = None,
+) -> PreparedTask:
+    """Load, split and encode: the public training set and spec, the secret test set."""
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    if data.d > MAX_SML_INPUT_DIM:
+        raise DataNodeError(f"dataset has {data.d} features, the SML takes at most {MAX_SML_INPUT_DIM}")
+    spec = model if isinstance(model, ModelSpec) else load_model_spec(model, data)
+    try:
+        train, test = split_dataset(data, test_fraction, seed, test_salt=test_salt)
+    except ValueError as error:
+        raise DataNodeError(f"cannot split the dataset: {error}") from None
+    return PreparedTask(
+        spec=spec,
+        spec_json=model_spec_canonical_bytes(spec),
+        train=train,
+        test=test,
+        train_blob=encode_dataset(train),
+        test_blob=encode_dataset(test),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Posting
+# --------------------------------------------------------------------------------------
+
+
+def registry_contract(w3: Web3) -> Contract:
+    """The task registry at its genesis address, with its ABI."""
+    return w3.eth.contract(
+        address=to_checksum_address(REGISTRY_ADDRESS), abi=load_artifact(TASK_REGISTRY).abi
+    )
+
+
+def as_account(account: AccountLike) -> LocalAccount:
+    """A LocalAccount from itself or a private key (hex string or 32 bytes)."""
+    if isinstance(account, LocalAccount):
+        return account
+    try:
+        return Account.from_key(account)
+    except (ValueError, TypeError) as error:
+        raise DataNodeError(f"not a valid private key: {error}") from None
+
+
+def check_task_parameters(
+    *, reward_wei: int, min_train_bps: int, time_limit_s: int, solutions_wanted: int
+) -> None:
+    """The registry's rules (and the release's admission limit), before any gas is spent."""
+    if not 0 < reward_wei <= MAX_REWARD_WEI:
+        raise DataNodeError(f"reward must be positive and below 2^128 wei, got {reward_wei}")
+    if not 0 <= min_train_bps <= MAX_BPS:
+        raise DataNodeError(f"minimum training accuracy must be 0..10000 bps, got {min_train_bps}")
+    if not 0 < time_limit_s <= MAX_TIME_LIMIT_S:
+        raise DataNodeError(f"time limit must be 1..{MAX_TIME_LIMIT_S} s, got {time_limit_s}")
+    if not 1 <= solutions_wanted <= MAX_SOLUTIONS_WANTED:
+        raise DataNodeError(
+            f"solutions wanted must be 1..{MAX_SOLUTIONS_WANTED} (a release admits at most "
+            f"{MAX_ADMITTED}), got {solutions_wanted}"
+        )
+
+
+def post_task(
+    w3: Web3,
+    account: AccountLike,
+    *,
+    dataset: str | Path | Dataset,
+    model: str | Path | ModelSpec,
+    reward_wei: int,
+    min_train_bps: int,
+    time_limit_s: int,
+    solutions_wanted: int,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    workdir: str | Path,
+    client: PoLeClient | None = None,
+    receipt_timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
+) -> int:
+    """Post a training task with `reward_wei` in escrow; returns the task id.
+
+    The training set and the model spec are uploaded as blobs first (miners fetch them by
+    the digests the task names), the secret test set is written to workdir before the
+    transaction is sent (so a posted task always has its test set), and the id is read
+    from the TaskPosted event of the receipt.
+    """
+    poster = as_account(account)
+    check_task_parameters(
+        reward_wei=reward_wei,
+        min_train_bps=min_train_bps,
+        time_limit_s=time_limit_s,
+        solutions_wanted=solutions_wanted,
+    )
+    client = client or PoLeClient(w3)
+    prepared = prepare_task(dataset, model, test_fraction=test_fraction, seed=seed)
+    tasks_dir = Path(workdir).expanduser() / "tasks"
+
+    # 1. public blobs: the training set and the model spec
+    for name, blob, digest in (
+        ("training set", prepared.train_blob, prepared.dataset_digest),
+        ("model spec", prepared.spec_json, prepared.model_spec_digest),
+    ):
+        stored = client.put_blob(blob)
+        if stored != digest:
+            raise DataNodeError(f"node stored the {name} under {stored.hex()}, expected {digest.hex()}")
+
+    # 2. the secret test set, on disk before the transaction exists
+    staging = tasks_dir / f"posting-{prepared.test_set_commitment.hex()[:16]}"
+    record = {
+        "chain_id": w3.eth.chain_id,
+        "registry": to_checksum_address(REGISTRY_ADDRESS),
+        "poster": poster.address,
+        "dataset": str(dataset) if not isinstance(dataset, Dataset) else "<in memory>",
+        "model": str(model) if not isinstance(model, ModelSpec) else "<in memory>",
+        "model_spec": "0x" + prepared.model_spec_digest.hex(),
+        "dataset_digest": "0x" + prepared.dataset_digest.hex(),
+        "test_set_commitment": "0x" + prepared.test_set_commitment.hex(),
+        "features": prepared.train.d,
+        "num_classes": prepared.train.num_classes,
+        "image_shape": list(prepared.train.image_shape) if prepared.train.image_shape else None,
+        "train_samples": prepared.train.n,
+        "test_samples": prepared.test.n,
+        "test_fraction": test_fraction,
+        "split_seed": seed,
+        "reward_wei": str(reward_wei),
+        "min_train_bps": min_train_bps,
+        "time_limit_s": time_limit_s,
+        "solutions_wanted": solutions_wanted,
+    }
+    _write_task_dir(staging, record, prepared)
+
+    # 3. the escrow transaction
+    registry = registry_contract(w3)
+    call = registry.functions.post_task(
+        prepared.model_spec_digest,
+        prepared.dataset_digest,
+        prepared.test_set_commitment,
+        min_train_bps,
+        time_limit_s,
+        solutions_wanted,
+    )
+    receipt = _transact(w3, poster, call, value=reward_wei, timeout_s=receipt_timeout_s)
+    events = registry.events.TaskPosted().process_receipt(receipt, errors=DISCARD)
+    if len(events) != 1:
+        raise DataNodeError(f"transaction 0x{bytes(receipt['transactionHash']).hex()} has no TaskPosted event")
+    task_id = int(events[0]["args"]["task_id"])
+
+    record.update(
+        task_id=task_id,
+        transaction="0x" + bytes(receipt["transactionHash"]).hex(),
+        block_number=int(receipt["blockNumber"]),
+        deadline=int(events[0]["args"]["deadline"]),
+    )
+    _save_json(staging / TASK_FILE, record)
+    final = tasks_dir / str(task_id)
+    if final.exists():  # a previous chain (a reset devnet) used this id: keep its files
+        aside = tasks_dir / f"{task_id}.replaced-{int(time.time())}"
+        log.warning("%s exists (another chain?); moved to %s", final, aside)
+        final.rename(aside)
+    staging.rename(final)
+    return task_id
+
+
+def _write_task_dir(directory: Path, record: dict, prepared: PreparedTask) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_bytes(directory / TEST_SET_FILE, prepared.test_blob)
+    _write_bytes(directory / SPEC_FILE, prepared.spec_json)
+    _save_json(directory / TASK_FILE, record)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _save_json(path: Path, obj: dict) -> None:
+    _write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _transact(w3: Web3, sender: LocalAccount, call, *, value: int, timeout_s: float) -> dict:
+    """Sign and send a contract call from `sender`; the receipt of a successful transaction."""
+    try:
+        tx = call.build_transaction(
+            {
+                "from": sender.address,
+                "value": value,
+                "chainId": w3.eth.chain_id,
+                "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+            }
+        )
+    except ContractLogicError as error:
+        raise DataNodeError(f"the registry refuses the task: {error.message or error}") from None
+    signed = sender.sign_transaction(tx)
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    try:
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.25)
+    except TimeExhausted:
+        raise DataNodeError(
+            f"transaction 0x{bytes(tx_hash).hex()} not mined within {timeout_s:.0f} s (is the node "
+            "producing blocks? a non-dev node needs --mine-idle, or an open task must settle first)"
+        ) from None
+    if receipt["status"] != 1:
+        raise DataNodeError(f"transaction 0x{bytes(tx_hash).hex()} reverted")
+    return receipt
+
+
+# --------------------------------------------------------------------------------------
+# The local record of a posted task
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LocalTask:
+    """What workdir/tasks/<id>/ holds for a task this data node posted."""
+
+    directory: Path
+    record: dict
+    test_blob: bytes
+
+    @property
+    def test_set_commitment(self) -> bytes:
+        return keccak(self.test_blob)
+
+    def test_set(self) -> Dataset:
+        return decode_dataset(self.test_blob)
+
+
+def task_dir(workdir: str | Path, task_id: int) -> Path:
+    return Path(workdir).expanduser() / "tasks" / str(task_id)
+
+
+def load_local_task(workdir: str | Path, task_id: int) -> LocalTask:
+    """The stored record and secret test set of task `task_id`; DataNodeError if absent."""
+    directory = task_dir(workdir, task_id)
+    try:
+        record = json.loads((directory / TASK_FILE).read_text())
+        test_blob = (directory / TEST_SET_FILE).read_bytes()
+    except FileNotFoundError:
+        raise DataNodeError(
+            f"no test set for task {task_id} in {directory}: was it posted from this "
+            "machine with this --workdir?"
+        ) from None
+    local = LocalTask(directory, record, test_blob)
+    if "0x" + local.test_set_commitment.hex() != record.get("test_set_commitment"):
+        raise DataNodeError(f"{directory / TEST_SET_FILE} does not match its recorded commitment")
+    return local
+
+
+def load_test_set(workdir: str | Path, task_id: int) -> Dataset:
+    """The held-out test set of a task this data node posted (raw features 0..255)."""
+    return load_local_task(workdir, task_id).test_set()
+
+
+# --------------------------------------------------------------------------------------
+# Release
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ReleaseOutcome:
+    task_id: int
+    parent_hash: bytes
+    release: Release
+    admitted: tuple[SolutionAnnouncement, ...]
+    already_released: bool = False
+
+    @property
+    def digest(self) -> bytes:
+        return self.release.digest
+
+
+def valid_announcements(
+    encoded: Iterable[bytes],
+    *,
+    task_id: int,
+    parent_hash: bytes,
+    chain_id: int,
+    min_train_bps: int = 0,
+) -> list[SolutionAnnouncement]:
+    """The announcements a release may admit: well-formed, signed, for this task and parent,
+    claiming at least the minimum training accuracy; one per commitment. If there are more
+    than a release can admit, the highest claimed training accuracies are kept."""
+    chosen: dict[bytes, SolutionAnnouncement] = {}
+    for raw in encoded:
+        try:
+            announcement = SolutionAnnouncement.decode(raw).verify(chain_id)
+        except MessageError as error:
+            log.warning("ignoring an announcement: %s", error)
+            continue
+        if announcement.task_id != task_id or announcement.parent_hash != parent_hash:
+            continue
+        if announcement.train_bps < min_train_bps:
+            continue
+        chosen.setdefault(announcement.model_commitment, announcement)
+    ranked = sorted(chosen.values(), key=lambda a: (-a.train_bps, a.model_commitment))
+    return ranked[:MAX_ADMITTED]
+
+
+def release(
+    w3: Web3,
+    account: AccountLike,
+    task_id: int,
+    workdir: str | Path,
+    *,
+    wait_for: int | None = None,
+    timeout_s: float | None = None,
+    poll_s: float = DEFAULT_POLL_S,
+    client: PoLeClient | None = None,
+    progress: Progress | None = None,
+) -> ReleaseOutcome:
+    """Release task `task_id`'s test set to the miners that announced solutions.
+
+    wait_for=None releases now, admitting whatever is announced for the current head (at
+    least one). wait_for=N polls until some parent has N announcements, or until
+    `timeout_s` (default: half the task's remaining time) passes with at least one. The
+    head can move meanwhile (dev blocks; idle blocks cannot while the task is open), so
+    the release names the parent the announcements name.
+    """
+    poster = as_account(account)
+    client = client or PoLeClient(w3)
+    chain_id = w3.eth.chain_id
+    say = progress or (lambda message: None)
+
+    local = load_local_task(workdir, task_id)
+    task = _open_task(client, task_id)
+    if task.poster != to_canonical_address(poster.address):
+        raise DataNodeError(
+            f"task {task_id} was posted by {to_checksum_address(task.poster)}, not by "
+            f"{poster.address}: only the poster can release"
+        )
+    if task.test_set_commitment != local.test_set_commitment:
+        raise DataNodeError(
+            f"the test set in {local.directory} does not match task {task_id}'s on-chain "
+            "commitment (was the chain reset after it was posted?)"
+        )
+
+    head = w3.eth.get_block("latest")
+    if timeout_s is None:
+        timeout_s = max(0.0, (task.deadline - int(head["timestamp"])) / 2)
+    give_up_at = time.monotonic() + timeout_s
+    parents: list[bytes] = []
+    last_count = -1
+    while True:
+        head = w3.eth.get_block("latest")
+        head_hash = bytes(head["hash"])
+        if head_hash not in parents:
+            parents.append(head_hash)
+            del parents[:-PARENTS_WATCHED]
+        for parent in parents:  # a release already on the node: nothing more to do
+            existing = client.get_release(task_id, parent)
+            if existing is not None:
+                found = Release.decode(existing)
+                if found.poster == to_canonical_address(poster.address):
+                    return ReleaseOutcome(task_id, parent, found, (), already_released=True)
+        parent, admitted = _best_parent(client, task, parents, chain_id)
+        if len(admitted) != last_count:
+            last_count = len(admitted)
+            wanted = f" of {wait_for}" if wait_for is not None else ""
+            say(f"task {task_id}: {len(admitted)}{wanted} solution(s) announced")
+        if wait_for is None or len(admitted) >= wait_for:
+            break
+        if admitted and time.monotonic() >= give_up_at:
+            say(f"task {task_id}: waited {timeout_s:.0f} s, releasing to {len(admitted)}")
+            break
+        if int(head["timestamp"]) > task.deadline:
+            raise DataNodeError(
+                f"task {task_id} passed its deadline with no solution announced; it will "
+                "expire and the reward will be refunded"
+            )
+        time.sleep(poll_s)
+        task = _open_task(client, task_id)
+    if not admitted:
+        raise DataNodeError(
+            f"no solution announced yet for task {task_id} at the head; wait, or use auto mode"
+        )
+
+    digest = client.put_blob(local.test_blob)
+    if digest != task.test_set_commitment:
+        raise DataNodeError(f"node stored the test set under {digest.hex()}, expected the commitment")
+    signed = Release.sign(
+        chain_id=chain_id,
+        task_id=task_id,
+        parent_hash=parent,
+        test_set_digest=task.test_set_commitment,
+        admitted=[a.model_commitment for a in admitted],
+        private_key=poster.key,
+    )
+    client.release(signed.encode())
+    outcome = ReleaseOutcome(task_id, parent, signed, tuple(admitted))
+    _save_json(
+        local.directory / RELEASE_FILE,
+        {
+            "parent_hash": "0x" + parent.hex(),
+            "release_digest": "0x" + signed.digest.hex(),
+            "admitted": [
+                {
+                    "miner": to_checksum_address(a.miner),
+                    "model_commitment": "0x" + a.model_commitment.hex(),
+                    "train_bps": a.train_bps,
+                }
+                for a in admitted
+            ],
+        },
+    )
+    return outcome
+
+
+def _open_task(client: PoLeClient, task_id: int) -> TaskInfo:
+    task = client.task(task_id)
+    if task.status == "none" or task.poster == bytes(20):
+        raise DataNodeError(f"there is no task {task_id}")
+    if not task.is_open:
+        raise DataNodeError(f"task {task_id} is {task.status}: nothing to release")
+    return task
+
+
+def _best_parent(
+    client: PoLeClient, task: TaskInfo, parents: Sequence[bytes], chain_id: int
+) -> tuple[bytes, list[SolutionAnnouncement]]:
+    """The watched parent with the most valid announcements (the latest one on a tie)."""
+    best_parent, best = parents[-1], []
+    for parent in parents:
+        try:
+            raw = client.announcements(task.task_id, parent)
+        except NodeError:
+            continue  # the task is not the best open task at that parent
+        found = valid_announcements(
+            raw,
+            task_id=task.task_id,
+            parent_hash=parent,
+            chain_id=chain_id,
+            min_train_bps=task.min_train_bps,
+        )
+        if len(found) >= len(best):
+            best_parent, best = parent, found
+    return best_parent, best
+
+
+# --------------------------------------------------------------------------------------
+# Status
+# --------------------------------------------------------------------------------------
+
+
+def format_bps(bps: int) -> str:
+    return f"{bps / 100:.2f} %"
+
+
+def format_ether(wei: int) -> str:
+    text = f"{Web3.from_wei(wei, 'ether'):f}".rstrip("0").rstrip(".")
+    return f"{text} ETH"
+
+
+def status(client: PoLeClient, task_id: int) -> str:
+    """A readable, multi-line summary of task `task_id` as the node's head sees it."""
+    task = client.task(task_id)
+    if task.status == "none" or task.poster == bytes(20):
+        raise DataNodeError(f"there is no task {task_id}")
+    w3 = client.w3
+    head = w3.eth.get_block("latest")
+    lines = [f"Task {task_id}: {task.status}"]
+    lines.append(f"  poster          {to_checksum_address(task.poster)}")
+    reward_note = {"open": "in escrow", "settled": "paid to the winner", "expired": "refunded"}
+    lines.append(f"  reward          {format_ether(task.reward)} ({reward_note.get(task.status, '')})")
+    lines.append(f"  model spec      0x{task.model_spec.hex()}")
+    lines.append(f"  training set    0x{task.dataset_digest.hex()}")
+    lines.append(f"  min training    {format_bps(task.min_train_bps)}")
+    remaining = task.deadline - int(head["timestamp"])
+    when = f"in {remaining} s" if remaining >= 0 else f"{-remaining} s ago"
+    lines.append(f"  time limit      {task.time_limit} s (deadline at block time {task.deadline}, {when})")
+    parent = bytes(head["hash"])
+    if task.result is not None:
+        result = task.result
+        block = w3.eth.get_block(result.block_number)
+        parent = bytes(block["parentHash"])
+        lines.append(
+            f"  winner          {to_checksum_address(result.winner)} in block #{result.block_number}"
+        )
+        lines.append(
+            f"  accuracy        training {format_bps(result.train_bps)}, test {format_bps(result.test_bps)}"
+        )
+        lines.append(f"  model           0x{result.model_commitment.hex()}")
+    announced = _count(client.announcements, task_id, parent)
+    released = _release_at(client, task_id, parent)
+    solutions = f"{task.solutions_wanted} wanted, {announced} announced"
+    if released is not None:
+        solutions += f", {len(released.admitted)} admitted by the release"
+    lines.append(f"  solutions       {solutions}")
+    return "\n".join(lines)
+
+
+def _count(fetch: Callable[[int, bytes], list], task_id: int, parent: bytes) -> int:
+    try:
+        return len(fetch(task_id, parent))
+    except NodeError:
+        return 0
+
+
+def _release_at(client: PoLeClient, task_id: int, parent: bytes) -> Optional[Release]:
+    try:
+        raw = client.get_release(task_id, parent)
+    except NodeError:
+        return None
+    return Release.decode(raw) if raw else None
+

@@ -1,0 +1,554 @@
+"""`pole demo`: one PoLe height end to end, with real processes on this machine.
+
+    1. a node process (non-dev, proof-of-work idle blocks) on a free port: idle blocks
+       keep the chain live while no task is open
+    2. the task list, empty
+    3. three miner processes (different seeds and learning rates) wait for work
+    4. a data node posts a digits task with 1 ETH in escrow (data_node.post_task, what
+       examples/post_task.py does); idle blocks stop while it is open
+    5. the miners train behind their own SML and announce; the data node releases its
+       test set to the announced solutions (auto mode); the miners reveal and seal
+       sibling blocks; fork choice keeps the best test accuracy, which is paid the escrow
+    6. the competing solutions, the winner, balances before and after, the task list
+    7. `pole model get`: the delivered model, checked against its commitment, predicts
+       the raw held-out data with the accuracy the winning block claims
+    8. idle blocks again
+
+Every subprocess is stopped on the way out, on success, failure or Ctrl-C. Logs of the node
+and miners go to files in the demo's directory (printed when something fails).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT_S = 90.0
+_LISTENING = re.compile(r"Listening on (http://\S+)")
+
+#: (seed, learning rate) of each miner: different seeds and hyperparameters compete.
+MINER_SETTINGS = ((0, 3e-3), (1, 2e-3), (2, 5e-3))
+ETHER = 10**18
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says which phase failed and why."""
+
+
+# --------------------------------------------------------------------------------------
+# Subprocesses
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    lines: "queue.Queue[Optional[str]]" = field(default_factory=queue.Queue)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, count: int = 15) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return ""
+        return "\n".join(f"    {line}" for line in lines[-count:])
+
+
+class Children:
+    """Subprocesses started by the demo, stopped (TERM, then KILL) however the demo ends."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.children: list[Child] = []
+
+    def start(self, name: str, argv: Sequence[str]) -> Child:
+        log_path = self.logdir / f"{name}.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        log_file = open(log_path, "w")
+        process = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children
+        )
+        log_file.close()
+        child = Child(name, process, log_path)
+
+        def pump() -> None:  # stdout lines -> queue, and into the log file too
+            assert process.stdout is not None
+            with open(log_path, "a") as copy:
+                for line in process.stdout:
+                    copy.write(line)
+                    copy.flush()
+                    child.lines.put(line.rstrip("\n"))
+            child.lines.put(None)
+
+        threading.Thread(target=pump, name=f"{name}-stdout", daemon=True).start()
+        self.children.append(child)
+        return child
+
+    def stop_all(self, timeout_s: float = 10.0) -> None:
+        for child in reversed(self.children):
+            if child.alive():
+                try:
+                    os.killpg(child.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout_s
+        for child in reversed(self.children):
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                child.process.wait(timeout=5)
+
+
+def pole_command(name: str, *args: str) -> list[str]:
+    """argv (after the interpreter) running `pole NAME ARGS` from this checkout.
+
+    Until a subcommand is wired into pole_chain/cli.py, its module's configure function is
+    called through a tiny argparse shim, so the demo runs the same code either way.
+    """
+    from pole_chain.cli import SUBCOMMANDS
+
+    if name in SUBCOMMANDS:
+        return ["-m", "pole_chain", name, *args]
+    targets = {"mine": "miner.mine_cli:configure_mine_command"}
+    module, function = targets[name].split(":")
+    shim = (
+        "import argparse, sys\n"
+        f"from {module} import {function}\n"
+        f"p = argparse.ArgumentParser(prog='pole {name}')\n"
+        f"{function}(p)\n"
+        "a = p.parse_args(sys.argv[1:])\n"
+        "sys.exit(a.run(a))\n"
+    )
+    return ["-c", shim, *args]
+
+
+def start_node(children: Children, datadir: Path, *extra: str) -> tuple[Child, str]:
+    """A `pole node` process on a free port; returns it and its URL once it listens."""
+    child = children.start(
+        "node",
+        pole_command("node", "--rpc-port", "0", "--datadir", str(datadir), "--log-level", "warning", *extra),
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            line = child.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise DemoError(f"the node did not start within {STARTUP_TIMEOUT_S:.0f} s") from None
+        if line is None:
+            raise DemoError("the node exited during startup:\n" + child.log_tail())
+        match = _LISTENING.search(line)
+        if match:
+            return child, match.group(1)
+
+
+# --------------------------------------------------------------------------------------
+# Chain views (web3 only)
+# --------------------------------------------------------------------------------------
+
+
+def block_kind(block) -> str:
+    extra = bytes(block["extraData"])
+    if len(extra) < 4 or extra[:2] != b"PL":
+        return "genesis" if block["number"] == 0 else "?"
+    return {1: "PoLe", 2: "idle", 3: "dev"}.get(extra[3], "?")
+
+
+def describe_block(block) -> str:
+    kind = block_kind(block)
+    extra = bytes(block["extraData"])
+    text = f"#{block['number']:<3} {kind:<5} 0x{bytes(block['hash']).hex()[:12]}…"
+    if kind == "idle":
+        text += f"  work {int.from_bytes(extra[4:12], 'big'):>7}"
+    elif kind == "PoLe":
+        train, test = int.from_bytes(extra[4:6], "big"), int.from_bytes(extra[6:8], "big")
+        text += (
+            f"  task {int.from_bytes(bytes(block['nonce']), 'big')}, miner {short_address(block['miner'])}, "
+            f"train {train / 100:.2f} %, test {test / 100:.2f} % (score {block['difficulty']})"
+        )
+    return text + f"  {len(block['transactions'])} tx"
+
+
+def short_address(address) -> str:
+    from eth_utils import to_checksum_address
+
+    text = to_checksum_address(address)
+    return text[:8] + "…" + text[-4:]
+
+
+class BlockWatcher:
+    """Prints new canonical blocks as they appear."""
+
+    def __init__(self, w3, say: Callable[[str], None]) -> None:
+        self.w3 = w3
+        self.say = say
+        self.last = int(w3.eth.block_number)
+
+    def show_new(self) -> list:
+        head = int(self.w3.eth.block_number)
+        blocks = []
+        for number in range(self.last + 1, head + 1):
+            block = self.w3.eth.get_block(number)
+            blocks.append(block)
+            self.say("  " + describe_block(block))
+        self.last = max(self.last, head)
+        return blocks
+
+    def wait_for(self, predicate: Callable[[dict], bool], count: int, timeout_s: float) -> list:
+        """Show blocks until `count` of them satisfy `predicate`."""
+        seen: list = []
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < count:
+            if time.monotonic() > deadline:
+                raise DemoError(f"no {count} matching blocks within {timeout_s:.0f} s")
+            seen += [b for b in self.show_new() if predicate(b)]
+            time.sleep(0.2)
+        return seen
+
+
+def task_list(w3) -> list[str]:
+    """Every task the registry knows, one line each, read with plain web3 contract calls."""
+    from pole_chain.data_node import format_bps, format_ether, registry_contract
+
+    registry = registry_contract(w3)
+    count = registry.functions.task_count().call()
+    if count == 0:
+        return ["  (no tasks)"]
+    lines = []
+    for task_id in range(1, count + 1):
+        task = registry.functions.get_task(task_id).call()
+        status = {1: "open", 2: "settled", 3: "expired"}.get(task[10], "?")
+        line = (
+            f"  task {task_id}: {status:<7} reward {format_ether(task[1])}, min train "
+            f"{format_bps(task[5])}, time limit {task[6]} s, {task[7]} solutions wanted"
+        )
+        if status == "settled":
+            result = registry.functions.get_result(task_id).call()
+            line += f"; won by {short_address(result[0])}, test {format_bps(result[3])}"
+        lines.append(line)
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# The demo
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    miners: int = 3
+    accuracy_bps: int = 9500
+    time_limit_s: int = 240
+    reward_wei: int = ETHER
+    workdir: Optional[Path] = None  # default: a temporary directory, removed afterwards
+
+
+def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> dict:
+    """Run the whole demo; returns a summary dict (winner, accuracies, timings)."""
+    started = time.monotonic()
+    with ExitStack() as stack:
+        if config.workdir is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pole-demo-")))
+        else:
+            root = config.workdir.expanduser()
+            root.mkdir(parents=True, exist_ok=True)
+        children = Children(root)
+        stack.callback(children.stop_all)
+        try:
+            return _run(config, root, children, say, started)
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:
+            what = str(error) if isinstance(error, DemoError) else f"{type(error).__name__}: {error}"
+            tails = "\n".join(
+                f"  last lines of {child.name}.log:\n{child.log_tail(8)}" for child in children.children
+            )
+            raise DemoError(f"{what}\n{tails}") from error
+
+
+def _phase(say: Callable[[str], None], started: float, title: str) -> None:
+    say(f"\n[{time.monotonic() - started:5.1f} s] {title}")
+
+
+def _run(config: DemoConfig, root: Path, children: Children, say, started: float) -> dict:
+    from eth_utils import to_canonical_address
+    from web3 import Web3
+
+    from miner.integer_eval import evaluate_integer_model
+    from miner.integer_model import decode_model
+    from miner.sml import SML_EXPANSION, sml_for
+    from pole_chain.client import PoLeClient
+    from pole_chain.data_node import (
+        format_bps,
+        format_ether,
+        load_test_set,
+        post_task,
+        registry_contract,
+        release,
+    )
+    from pole_chain.genesis import dev_accounts
+    from pole_chain.model_delivery import fetch_model, load_delivered_model
+
+    accounts = dev_accounts()
+    poster = accounts[0]
+    miner_accounts = accounts[1 : 1 + config.miners]
+    names = {to_canonical_address(a.address): f"miner {i + 1}" for i, a in enumerate(miner_accounts)}
+
+    # 1. the node --------------------------------------------------------------------
+    _phase(say, started, "1. Starting a PoLe node (full mode, proof-of-work idle blocks)")
+    node, url = start_node(children, root / "chain", "--mine-idle")
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+    client = PoLeClient(w3)
+    say(f"  node listening on {url}, chain id {w3.eth.chain_id:#x}")
+    say("  no task is open, so the node seals idle blocks (a light proof of work):")
+    watcher = BlockWatcher(w3, say)
+    watcher.wait_for(lambda b: block_kind(b) == "idle", 3, timeout_s=60)
+
+    # 2. the task list before -----------------------------------------------------------
+    _phase(say, started, "2. Task list before")
+    for line in task_list(w3):
+        say(line)
+
+    # 3. miners -------------------------------------------------------------------------
+    _phase(say, started, f"3. Starting {config.miners} miners (they wait for a task)")
+    miners = []
+    for index, account in enumerate(miner_accounts):
+        seed, lr = MINER_SETTINGS[index % len(MINER_SETTINGS)]
+        seed += index // len(MINER_SETTINGS) * 10
+        say(f"  miner {index + 1}: {account.address}  seed {seed}, learning rate {lr}")
+        miners.append(
+            children.start(
+                f"miner{index + 1}",
+                pole_command(
+                    "mine", "--rpc", url, "--key", "0x" + bytes(account.key).hex(),
+                    "--seed", str(seed), "--lr", str(lr), "--once", "--no-progress",
+                    "--poll", "0.5",
+                ),
+            )
+        )
+
+    # 4. post ---------------------------------------------------------------------------
+    _phase(say, started, "4. The data node posts a task (digits, mlp) from a web3 script")
+    registry = registry_contract(w3)
+    watch = [poster.address, registry.address] + [a.address for a in miner_accounts]
+    balances_before = {address: w3.eth.get_balance(address) for address in watch}
+    workdir = root / "data-node"
+    task_id = post_task(
+        w3, poster,
+        dataset="digits", model="mlp", reward_wei=config.reward_wei,
+        min_train_bps=config.accuracy_bps, time_limit_s=config.time_limit_s,
+        solutions_wanted=config.miners, seed=0, workdir=workdir, client=client,
+    )
+    test_set = load_test_set(workdir, task_id)
+    say(
+        f"  task {task_id} posted by {short_address(poster.address)}: reward "
+        f"{format_ether(config.reward_wei)} in escrow, min train {format_bps(config.accuracy_bps)}, "
+        f"{config.miners} solutions wanted; {test_set.n} test samples kept secret"
+    )
+    watcher.show_new()
+    say("  while the task is open no idle block may be sealed: the head waits for a PoLe block")
+
+    # 5. announce, release, seal ---------------------------------------------------------
+    _phase(say, started, "5. Miners train and announce; the data node releases (auto mode)")
+    outcome = release(
+        w3, poster, task_id, workdir, wait_for=config.miners, timeout_s=config.time_limit_s / 2,
+        client=client, progress=lambda line: say("  " + line),
+    )
+    say(
+        f"  released the test set to {len(outcome.admitted)} solution(s), parent "
+        f"0x{outcome.parent_hash.hex()[:12]}…, release 0x{outcome.digest.hex()[:12]}…"
+    )
+    say("  miners reveal their models and seal sibling blocks; fork choice keeps the best:")
+    deadline = time.monotonic() + config.time_limit_s
+    while any(m.alive() for m in miners) and time.monotonic() < deadline:
+        watcher.show_new()
+        time.sleep(0.2)
+    watcher.show_new()
+    task = _wait_settled(client, task_id, deadline)
+    result = task.result
+
+    # 6. outcome ------------------------------------------------------------------------
+    _phase(say, started, "6. Competing solutions (each revealed model evaluated on the released test set)")
+    rows = []
+    for announcement in outcome.admitted:
+        blob = client.get_model(announcement.model_commitment)
+        test_bps = None
+        if blob is not None:
+            model = decode_model(blob)
+            sml = sml_for(outcome.parent_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
+            test_bps = evaluate_integer_model(model, sml, test_set)
+        rows.append((announcement, test_bps))
+    rows.sort(key=lambda row: -(row[1] or -1))
+    say(f"  {'miner':<24} {'train':>8} {'test':>8}")
+    for announcement, test_bps in rows:
+        label = f"{names.get(announcement.miner, '?')} {short_address(announcement.miner)}"
+        test = format_bps(test_bps) if test_bps is not None else "not revealed"
+        marker = "  <- winner" if announcement.model_commitment == result.model_commitment else ""
+        say(f"  {label:<24} {format_bps(announcement.train_bps):>8} {test:>8}{marker}")
+    best = max((t for _, t in rows if t is not None), default=None)
+    say(
+        f"  winner: {names.get(result.winner, '?')} {short_address(result.winner)} in block "
+        f"#{result.block_number}, test {format_bps(result.test_bps)}"
+        + (" (the best revealed test accuracy)" if best == result.test_bps else "")
+    )
+    balances_after = {address: w3.eth.get_balance(address) for address in watch}
+    say("  balances (escrow moves from the poster through the registry to the winner):")
+    for address in watch:
+        label = "poster" if address == poster.address else (
+            "registry" if address == registry.address else names[to_canonical_address(address)]
+        )
+        change = balances_after[address] - balances_before[address]
+        say(
+            f"    {label:<9} {short_address(address)}  {format_ether(balances_before[address]):>22} -> "
+            f"{format_ether(balances_after[address]):>22}  ({'+' if change >= 0 else '-'}{format_ether(abs(change))})"
+        )
+    say("  task list after:")
+    for line in task_list(w3):
+        say(line)
+
+    # 7. delivery -----------------------------------------------------------------------
+    _phase(say, started, "7. pole model get: fetch, check and use the winning model")
+    out_dir = root / "model"
+    delivery = fetch_model(client, w3, task_id, out_dir)
+    say(f"  model blob checked against commitment 0x{result.model_commitment.hex()[:12]}…; wrote "
+        + ", ".join(sorted(p.name for p in out_dir.iterdir())))
+    module = load_delivered_model(out_dir)
+    predictions = module.predict(test_set.features)
+    correct = int((predictions == test_set.labels).sum())
+    delivered_bps = correct * 10000 // test_set.n
+    say(
+        f"  delivered torch module on the raw held-out data: {correct}/{test_set.n} correct = "
+        f"{format_bps(delivered_bps)} (the block claimed {format_bps(result.test_bps)})"
+    )
+    if delivered_bps != result.test_bps:
+        raise DemoError(f"delivered model scores {delivered_bps} bps, block claimed {result.test_bps}")
+
+    # 8. idle again ---------------------------------------------------------------------
+    _phase(say, started, "8. The task is settled: idle blocks resume")
+    watcher.wait_for(lambda b: block_kind(b) == "idle", 2, timeout_s=60)
+    _phase(say, started, "Done. Stopping the node and miners.")
+    return {
+        "task_id": task_id,
+        "winner": result.winner,
+        "test_bps": result.test_bps,
+        "delivered_bps": delivered_bps,
+        "solutions": [(a.miner, a.train_bps, t) for a, t in rows],
+        "checked_test_bps": delivery.meta["checked_test_bps"],
+        "seconds": time.monotonic() - started,
+    }
+
+
+def _wait_settled(client, task_id: int, deadline: float):
+    while True:
+        task = client.task(task_id)
+        if task.status == "settled":
+            return task
+        if task.status == "expired":
+            raise DemoError(f"task {task_id} expired without a winning block")
+        if time.monotonic() > deadline:
+            raise DemoError(f"task {task_id} was not settled in time")
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    summary = "run a devnet, a data node and three miners through one PoLe height"
+    configure_demo_command(subparsers.add_parser("demo", help=summary, description=summary))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def configure_demo_command(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Starts a node (proof-of-work idle blocks), miners and a data node as local processes, "
+        "posts a digits task, lets the miners compete, releases, settles, and delivers the "
+        "winning model. Everything is stopped at the end or on Ctrl-C."
+    )
+    parser.add_argument("--miners", type=_positive_int, default=3,
+                        help="number of competing miner processes (default: 3)")
+    parser.add_argument("--accuracy", type=float, default=0.95, metavar="FRACTION",
+                        help="training accuracy the task asks for, 0..1 (default: 0.95)")
+    parser.add_argument("--time-limit", type=_positive_int, default=240, metavar="SECONDS",
+                        help="the task's time limit (default: 240)")
+    parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                        help="keep the chain, logs, test set and model here (default: a "
+                        "temporary directory, removed at the end)")
+    parser.set_defaults(run=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    if not 0 <= args.accuracy <= 1:
+        print("pole demo: --accuracy is a fraction between 0 and 1", file=sys.stderr)
+        return 2
+    config = DemoConfig(
+        miners=args.miners,
+        accuracy_bps=round(args.accuracy * 10000),
+        time_limit_s=args.time_limit,
+        workdir=args.workdir,
+    )
+
+    def terminate(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        summary = run_demo(config, say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print("\npole demo: interrupted; node and miners stopped", file=sys.stderr)
+        return 130
+    except DemoError as error:
+        print(f"\npole demo: failed: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a node or miner that misbehaves: one line, not a traceback
+        print(f"\npole demo: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"\nDemo finished in {summary['seconds']:.0f} s.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pole demo")
+    configure_demo_command(parser)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""pole_* methods: the PoLe-specific side of the node.
+
+Adding a method is one decorator line on a handler `handler(ctx, *params)`; parameters are
+parsed by the `formatting` parsers named in its `Param`s.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eth.exceptions import HeaderNotFound
+from eth_utils import to_checksum_address
+
+from miner.messages import MessageError, Release, SolutionAnnouncement
+from pole_chain.blob_store import BlobTooLarge
+from pole_chain.node import BlockRejected, SealRequest
+from pole_chain.rpc import formatting as fmt
+from pole_chain.rpc.dispatch import (
+    INVALID_PARAMS,
+    LIMIT_EXCEEDED,
+    RESOURCE_NOT_FOUND,
+    SERVER_ERROR,
+    InvalidParam,
+    MethodTable,
+    Param,
+    RpcError,
+)
+from pole_chain.solution_book import SolutionRejected
+from vm_hooks.registry_calls import TASK_EXPIRED, TASK_OPEN, TASK_SETTLED, Task
+
+if TYPE_CHECKING:
+    from pole_chain.rpc.server import RpcContext
+
+METHODS = MethodTable()
+
+#: A PoLe seal refused by verification (the message names the rule that failed).
+SEAL_REJECTED = -32010
+
+
+@METHODS.method("pole_nodeStatus")
+def pole_node_status(ctx: RpcContext) -> dict[str, Any]:
+    """Head, chain id, dev flag, peers, mempool size, data directory."""
+    status = ctx.node.status()
+    return {
+        "headNumber": fmt.hex_int(status["head_number"]),
+        "headHash": status["head_hash"],
+        "headTimestamp": fmt.hex_int(status["head_timestamp"]),
+        "chainId": fmt.hex_int(status["chain_id"]),
+        "dev": status["dev"],
+        "automine": status["automine"],
+        "blockTime": status["block_time"],
+        "mineIdle": status["mine_idle"],
+        "peers": status["peers"],
+        "mempoolSize": status["mempool_size"],
+        "datadir": status["datadir"],
+    }
+
+
+TASK_STATUS_NAMES = {TASK_OPEN: "open", TASK_SETTLED: "settled", TASK_EXPIRED: "expired"}
+
+
+def format_task(task: Task, result: tuple | None) -> dict[str, Any]:
+    """The task object of docs/RPC-POLE.md."""
+    formatted: dict[str, Any] = {
+        "id": fmt.hex_int(task.task_id),
+        "poster": to_checksum_address(task.poster),
+        "reward": fmt.hex_int(task.reward),
+        "modelSpec": fmt.hex_data(task.model_spec),
+        "datasetDigest": fmt.hex_data(task.dataset_digest),
+        "testSetCommitment": fmt.hex_data(task.test_set_commitment),
+        "minTrainBps": fmt.hex_int(task.min_train_bps),
+        "timeLimit": fmt.hex_int(task.time_limit),
+        "solutionsWanted": fmt.hex_int(task.solutions_wanted),
+        "postedAt": fmt.hex_int(task.posted_at),
+        "deadline": fmt.hex_int(task.deadline),
+        "status": TASK_STATUS_NAMES.get(task.status, "unknown"),
+        "result": None,
+    }
+    if result is not None:
+        winner, commitment, train_bps, test_bps, release_digest, block_number = result
+        formatted["result"] = {
+            "winner": to_checksum_address(winner),
+            "modelCommitment": fmt.hex_data(commitment),
+            "trainBps": fmt.hex_int(train_bps),
+            "testBps": fmt.hex_int(test_bps),
+            "releaseDigest": fmt.hex_data(release_digest),
+            "blockNumber": fmt.hex_int(block_number),
+        }
+    return formatted
+
+
+@METHODS.method("pole_tasks")
+def pole_tasks(ctx: RpcContext) -> list[dict[str, Any]]:
+    """Every task of the registry at the head (open, settled, expired), by id."""
+    return [format_task(task, result) for task, result in ctx.node.tasks()]
+
+
+@METHODS.method("pole_task", Param("taskId", fmt.quantity))
+def pole_task(ctx: RpcContext, task_id: int) -> dict[str, Any]:
+    try:
+        return format_task(*ctx.node.task(task_id))
+    except KeyError as exc:
+        raise RpcError(RESOURCE_NOT_FOUND, str(exc.args[0])) from exc
+
+
+@METHODS.method("pole_bestTask")
+def pole_best_task(ctx: RpcContext) -> dict[str, Any] | None:
+    """The task miners building on the head must work on, or null."""
+    task = ctx.node.best_task()
+    return format_task(task, None) if task is not None else None
+
+
+# -- blobs ----------------------------------------------------------------------------
+
+
+@METHODS.method("pole_putBlob", Param("data", fmt.data))
+def pole_put_blob(ctx: RpcContext, blob: bytes) -> str:
+    try:
+        return fmt.hex_data(ctx.node.blobs.put(blob))
+    except BlobTooLarge as exc:
+        raise RpcError(LIMIT_EXCEEDED, str(exc)) from exc
+
+
+@METHODS.method("pole_getBlob", Param("digest", fmt.hash32))
+def pole_get_blob(ctx: RpcContext, digest: bytes) -> str:
+    blob = ctx.node.solutions.blob(digest)
+    if blob is None:
+        raise RpcError(RESOURCE_NOT_FOUND, f"no blob 0x{digest.hex()}")
+    return fmt.hex_data(blob)
+
+
+# -- commit, release, reveal, seal ----------------------------------------------------
+
+
+def _decoded(message_class: type, encoded: bytes) -> Any:
+    try:
+        return message_class.decode(encoded)
+    except MessageError as exc:
+        raise RpcError(INVALID_PARAMS, f"malformed {message_class.__name__}: {exc}") from exc
+
+
+def _task_at(ctx: RpcContext, task_id: int, parent_hash: bytes) -> Task:
+    """The best open task when building on ``parent_hash``: what a message must be about."""
+    try:
+        parent = ctx.node.chain.get_block_header_by_hash(parent_hash)
+    except HeaderNotFound as exc:
+        raise RpcError(RESOURCE_NOT_FOUND, f"unknown parent 0x{parent_hash.hex()}") from exc
+    task = ctx.node.best_task(parent)
+    if task is None or task.task_id != task_id:
+        best = "none" if task is None else task.task_id
+        raise RpcError(SERVER_ERROR, f"task {task_id} is not the best open task there ({best})")
+    return task
+
+
+def _stored(store: Any, message: Any, task: Task) -> bool:
+    try:
+        return store(message, task)
+    except (SolutionRejected, MessageError) as exc:
+        raise RpcError(SERVER_ERROR, str(exc)) from exc
+
+
+@METHODS.method("pole_announce", Param("announcement", fmt.data))
+def pole_announce(ctx: RpcContext, encoded: bytes) -> bool:
+    """Store a signed SolutionAnnouncement (commit); true if it was new."""
+    announcement = _decoded(SolutionAnnouncement, encoded)
+    with ctx.node.lock:
+        task = _task_at(ctx, announcement.task_id, announcement.parent_hash)
+        return _stored(ctx.node.solutions.add_announcement, announcement, task)
+
+
+@METHODS.method(
+    "pole_announcements", Param("taskId", fmt.quantity), Param("parentHash", fmt.hash32)
+)
+def pole_announcements(ctx: RpcContext, task_id: int, parent_hash: bytes) -> list[str]:
+    return [fmt.hex_data(a.encode()) for a in ctx.node.solutions.announcements(task_id, parent_hash)]
+
+
+@METHODS.method("pole_release", Param("release", fmt.data))
+def pole_release(ctx: RpcContext, encoded: bytes) -> bool:
+    """Store the poster's signed Release; true if it was new."""
+    release = _decoded(Release, encoded)
+    with ctx.node.lock:
+        task = _task_at(ctx, release.task_id, release.parent_hash)
+        return _stored(ctx.node.solutions.add_release, release, task)
+
+
+@METHODS.method("pole_getRelease", Param("taskId", fmt.quantity), Param("parentHash", fmt.hash32))
+def pole_get_release(ctx: RpcContext, task_id: int, parent_hash: bytes) -> str | None:
+    release = ctx.node.solutions.release_for(task_id, parent_hash)
+    return fmt.hex_data(release.encode()) if release is not None else None
+
+
+@METHODS.method(
+    "pole_revealModel",
+    Param("model", fmt.data),
+    Param("coinbase", fmt.address),
+    Param("parentHash", fmt.hash32),
+)
+def pole_reveal_model(ctx: RpcContext, model: bytes, coinbase: bytes, parent_hash: bytes) -> str:
+    """Store a revealed model blob; returns its commitment for this coinbase and parent."""
+    try:
+        return fmt.hex_data(ctx.node.solutions.reveal_model(model, coinbase, parent_hash))
+    except BlobTooLarge as exc:
+        raise RpcError(LIMIT_EXCEEDED, str(exc)) from exc
+
+
+@METHODS.method("pole_getModel", Param("commitment", fmt.hash32))
+def pole_get_model(ctx: RpcContext, commitment: bytes) -> str | None:
+    blob = ctx.node.solutions.model_for(commitment)
+    return fmt.hex_data(blob) if blob is not None else None
+
+
+def _seal_request(value: Any) -> SealRequest:
+    if not isinstance(value, dict):
+        raise InvalidParam(f"expected a seal object, got {type(value).__name__}")
+    fields = {
+        "parentHash": fmt.hash32, "coinbase": fmt.address, "taskId": fmt.quantity,
+        "commitment": fmt.hash32, "trainBps": fmt.quantity, "testBps": fmt.quantity,
+        "releaseDigest": fmt.hash32,
+    }
+    unknown = set(value) - set(fields)
+    if unknown:
+        raise InvalidParam(f"unknown seal fields {sorted(unknown)}")
+    try:
+        parsed = {name: parse(value[name]) for name, parse in fields.items()}
+    except KeyError as exc:
+        raise InvalidParam(f"seal field {exc.args[0]} is missing") from exc
+    if parsed["trainBps"] > 10_000 or parsed["testBps"] > 10_000 or parsed["taskId"] >= 2**64:
+        raise InvalidParam("accuracies are at most 10000 bps and task ids fit 8 bytes")
+    return SealRequest(
+        coinbase=parsed["coinbase"], task_id=parsed["taskId"],
+        model_commitment=parsed["commitment"], train_bps=parsed["trainBps"],
+        test_bps=parsed["testBps"], release_digest=parsed["releaseDigest"],
+        parent_hash=parsed["parentHash"],
+    )
+
+
+@METHODS.method("pole_sealBlock", Param("seal", _seal_request))
+def pole_seal_block(ctx: RpcContext, request: SealRequest) -> str:
+    """Build, verify and import a PoLe block on the given parent; returns its hash."""
+    try:
+        return fmt.hex_data(ctx.node.submit_pole_block(request))
+    except BlockRejected as exc:
+        raise RpcError(SEAL_REJECTED, str(exc)) from exc
+
+
+@METHODS.method("pole_submitBlock", Param("block", fmt.data))
+def pole_submit_block(ctx: RpcContext, block_rlp: bytes) -> str:
+    """Import an RLP-encoded block built elsewhere; returns its hash."""
+    try:
+        return fmt.hex_data(ctx.node.import_block(block_rlp))
+    except BlockRejected as exc:
+        raise RpcError(SERVER_ERROR, str(exc)) from exc

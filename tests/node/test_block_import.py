@@ -1,0 +1,108 @@
+"""Blocks from outside: one dev node's blocks imported into another over JSON-RPC."""
+from __future__ import annotations
+
+import pytest
+import rlp
+from eth_utils import to_bytes
+
+from pole_chain.node import BlockRejected, Node
+
+from . import NodeProcess
+
+
+@pytest.fixture(scope="module")
+def producer():
+    process = NodeProcess(None).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def follower():
+    process = NodeProcess(None, "--block-time", "3600").start()  # never seals by itself
+    yield process
+    process.stop()
+
+
+def test_follower_imports_the_producers_blocks(producer, follower):
+    w3 = producer.web3()
+    sender, recipient = w3.eth.accounts[:2]
+    for value in (1, 2):
+        w3.eth.send_transaction({"from": sender, "to": recipient, "value": value})
+    for number in (1, 2):
+        raw = producer.result("debug_getRawBlock", [hex(number)])
+        assert follower.result("pole_submitBlock", [raw]) == producer.result(
+            "eth_getBlockByNumber", [hex(number), False]
+        )["hash"]
+    assert follower.result("eth_blockNumber") == "0x2"
+    assert follower.result("eth_getBalance", [w3.eth.accounts[1], "latest"]) == hex(
+        w3.eth.get_balance(w3.eth.accounts[1])
+    )
+    # Importing a stored block again is a no-op.
+    raw = producer.result("debug_getRawBlock", ["0x2"])
+    assert follower.result("pole_submitBlock", [raw]) == w3.eth.get_block(2).hash.to_0x_hex()
+
+
+def test_unknown_parent_and_tampered_blocks_are_rejected():
+    producer, follower = Node(None, dev=True), Node(None, dev=True)
+    try:
+        first, second = producer.mine_dev_blocks(2)
+        with producer.lock:
+            blocks = [producer.chain.get_block_by_hash(h) for h in (first, second)]
+        with pytest.raises(BlockRejected, match="unknown parent"):
+            follower.import_block(rlp.encode(blocks[1]))
+        tampered = blocks[0].copy(header=blocks[0].header.copy(state_root=b"\x11" * 32))
+        with pytest.raises(BlockRejected, match="invalid block #1"):
+            follower.import_block(rlp.encode(tampered))
+        with pytest.raises(BlockRejected, match="cannot decode block"):
+            follower.import_block(to_bytes(hexstr="0xdeadbeef"))
+        assert follower.import_block(rlp.encode(blocks[0])) == first
+    finally:
+        producer.close()
+        follower.close()
+
+
+class AcceptingVerifier:
+    """Model evaluation is the miner's part; here every seal that passes the structural
+    consensus rules is accepted, as in tests/chain."""
+
+    def verify(self, header, seal, task) -> None:
+        return None
+
+
+def test_submit_pole_block_settles_the_task():
+    from contracts import TASK_REGISTRY, load_artifact
+    from eth_utils import to_canonical_address, to_checksum_address
+    from web3 import Web3
+
+    from pole_chain.constants import CHAIN_ID, REGISTRY_ADDRESS
+    from pole_chain.genesis import dev_accounts
+    from pole_chain.node import SealRequest
+
+    poster, miner = dev_accounts()[0], to_canonical_address("0x" + "42" * 20)
+    registry = Web3().eth.contract(abi=load_artifact(TASK_REGISTRY).abi)
+    digests = [b"\x01" * 32, b"\x02" * 32, b"\x03" * 32]
+    data = registry.encode_abi("post_task", [*digests, 9000, 600, 1])
+    node = Node(None, dev=True, verifier=AcceptingVerifier())
+    try:
+        node.submit_raw_transaction(poster.sign_transaction({
+            "chainId": CHAIN_ID, "nonce": 0, "to": Web3.to_checksum_address(REGISTRY_ADDRESS),
+            "value": 10**18, "data": data, "gas": 500_000,
+            "maxFeePerGas": 10 * 10**9, "maxPriorityFeePerGas": 10**9,
+        }).raw_transaction)
+        assert [task.task_id for task, _result in node.tasks()] == [1]
+        assert node.best_task().task_id == 1
+
+        request = dict(coinbase=miner, model_commitment=b"\x07" * 32, train_bps=9500,
+                       test_bps=9300, release_digest=b"\x08" * 32)
+        with pytest.raises(BlockRejected, match="PoLe block refused"):  # task 2 does not exist
+            node.submit_pole_block(SealRequest(task_id=2, **request))
+        block_hash = node.submit_pole_block(SealRequest(task_id=1, **request))
+        with node.lock:
+            assert node.head().hash == block_hash
+            assert node.state_at(node.head()).get_balance(miner) >= 10**18
+        [(task, result)] = node.tasks()
+        assert task.status == 2 and result[0] == to_checksum_address(miner)
+        assert node.best_task() is None
+    finally:
+        node.close()
