@@ -95,17 +95,18 @@ class PoLeConsensus(ConsensusAPI):
         )
 
     def validate_seal(self, header: BlockHeaderAPI) -> None:
-        seal = Seal.decode(header.extra_data)
         if header.block_number == 0:
+            return
+        seal = Seal.decode(header.extra_data)
+        if seal.kind is BlockKind.DEV:
+            self._validate_dev(header)
             return
         parent = self._chaindb.get_block_header_by_hash(header.parent_hash)
         best_task = best_open_task(state_at(self._db, parent))
         if seal.kind is BlockKind.POLE:
             self._validate_pole(header, seal, best_task)
-        elif seal.kind is BlockKind.IDLE:
-            self._validate_idle(header, seal, parent, best_task)
         else:
-            self._validate_dev(header)
+            self._validate_idle(header, seal, parent, best_task)
 
     def _validate_pole(
         self, header: BlockHeaderAPI, seal: Seal, best_task: Optional[Task]

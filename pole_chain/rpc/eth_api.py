@@ -621,7 +621,7 @@ def eth_max_priority_fee_per_gas(ctx: RpcContext) -> str:
 def eth_blob_base_fee(ctx: RpcContext) -> str:
     node = ctx.node
     with node.lock:
-        return fmt.hex_int(fmt.blob_base_fee(node.chain.create_header_from_parent(node.head())))
+        return fmt.hex_int(fmt.blob_base_fee(node.child_header()))
 
 
 @METHODS.method(
