@@ -19,6 +19,8 @@ depends on timing and is not reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import contextlib
 import sys
 import time
@@ -52,7 +54,7 @@ class TrainResult:
     float_model: nn.Sequential
     train_bps: int  # integer model on the training set through the SML (the claim)
     met_target: bool
-    stopped_by: str  # "target", "time" or "epochs"
+    stopped_by: str  # "target", "time", "epochs" or "stopped"
     epochs: int
     seconds: float
 
@@ -119,9 +121,11 @@ def train_model(
     seed: int,
     hyperparams: Hyperparams = Hyperparams(),
     progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train until the integer model's training accuracy >= target_train_bps (None: run all
-    max_epochs), or time_limit_s passes."""
+    max_epochs), time_limit_s passes, or ``should_stop()`` says the work is stale (asked
+    after each epoch: a miner abandons a model once the head it was trained for moves)."""
     if target_train_bps is not None and not 0 <= target_train_bps <= 10000:
         raise ValueError(f"target_train_bps {target_train_bps} outside 0..10000")
     if spec.num_classes != train.num_classes:
@@ -179,6 +183,9 @@ def train_model(
             bar.set_postfix(loss=f"{loss.item():.4f}", train_bps=train_bps)
             if target_train_bps is not None and train_bps >= target_train_bps:
                 stopped_by = "target"
+                break
+            if should_stop is not None and should_stop():
+                stopped_by = "stopped"
                 break
             if out_of_time or time.monotonic() > deadline:
                 stopped_by = "time"

@@ -21,6 +21,9 @@ from types import FrameType
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "node": ("run a PoLe node and its JSON-RPC server", "pole_chain.cli:configure_node_command"),
+    "mine": ("train the best task's model and seal PoLe blocks", "miner.mine_cli:configure_mine_command"),
+    "task": ("post, release and inspect training tasks (data node)", "pole_chain.task_cli:configure_task_command"),
+    "model": ("fetch and check a task's winning model", "pole_chain.task_cli:configure_model_command"),
 }
 
 POLE_HOME_VARIABLE = "POLE_HOME"

@@ -1,0 +1,576 @@
+"""The miner process: one PoLe height at a time (DESIGN.md, "One height, step by step").
+
+    head      H = the node's latest block; each height is worked on once
+    task      T = the best open task at H (pole_bestTask); skip if none or overdue
+    data      training set and model spec, fetched by digest and checked against T
+    train     behind sml_for(H, miner) until the integer model meets T.min_train_bps
+    commit    sign and announce (task, H, commitment, train_bps); weights stay private
+    release   wait for the poster's release for (T, H): signed by T's poster, names T's
+              test-set commitment, admits our commitment
+    reveal    evaluate on the released test set, reveal the model blob, seal a block on H
+
+Work on a height is abandoned as soon as the head moves (someone else's block won), the
+deadline passes without a release, or the release does not admit us; each stop is logged
+with its reason. The miner talks to its node only through `PoLeClient` (web3 over HTTP).
+
+`Miner.step()` does one height and returns a `HeightResult`; `Miner.run()` loops over steps,
+backs off on node errors and never exits on one. Tests drive `step()` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from functools import partial
+from enum import Enum
+from typing import Callable, Optional
+
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_canonical_address
+from web3.exceptions import Web3Exception
+
+from miner.datasets import Dataset, DatasetFormatError, dataset_digest, decode_dataset
+from miner.integer_eval import evaluate_integer_model
+from miner.integer_model import (
+    IntegerModel,
+    ModelFormatError,
+    check_model_matches_task,
+    decode_model,
+    encode_model,
+)
+from miner.messages import MessageError, Release, SolutionAnnouncement, commitment_for
+from miner.model_spec import ModelSpec, ModelSpecError, model_spec_from_json
+from miner.sml import SML, SML_EXPANSION, sml_for
+from miner.training import Hyperparams, train_model
+from pole_chain.client import NodeError, PoLeClient, TaskInfo
+
+log = logging.getLogger("pole.miner")
+
+#: Share of the time left until the task's deadline that training may use; the rest is for
+#: the poster's release, the reveal and the seal.
+DEFAULT_TRAIN_FRACTION = 0.5
+DEFAULT_POLL_S = 1.0
+#: A poster may release at its deadline; keep listening this long past it before giving up.
+RELEASE_GRACE_S = 5.0
+#: Back-off after a node error in `run()`: doubles from the poll interval up to this.
+MAX_BACKOFF_S = 30.0
+#: Decoded training sets and model specs kept by digest (tasks come back height after height).
+BLOB_CACHE_ENTRIES = 8
+
+#: Errors that mean "the node is unreachable or refused a call": log, back off, retry.
+TRANSIENT_ERRORS = (NodeError, OSError, Web3Exception)  # requests' errors are OSErrors
+
+
+class Outcome(Enum):
+    """How a call to `Miner.step()` ended."""
+
+    SEEN = "height already worked on"
+    NO_TASK = "no open task"
+    OVERDUE = "best task overdue"
+    DATA_MISSING = "task data not available yet"
+    BAD_TASK = "task data unusable"
+    TARGET_MISSED = "training target not met"
+    HEAD_CHANGED = "head changed"
+    DEADLINE_PASSED = "deadline passed without a release"
+    BAD_RELEASE = "release unusable"
+    NOT_ADMITTED = "release does not admit us"
+    REFUSED = "node refused the seal"
+    SEALED = "sealed"
+    STOPPED = "stopped"
+
+
+#: Outcomes after which this head is done: later steps wait for the next head.
+_HEAD_DONE = {
+    Outcome.BAD_TASK,
+    Outcome.TARGET_MISSED,
+    Outcome.DEADLINE_PASSED,
+    Outcome.BAD_RELEASE,
+    Outcome.NOT_ADMITTED,
+    Outcome.REFUSED,
+    Outcome.SEALED,
+}
+
+
+@dataclass(frozen=True)
+class HeightResult:
+    outcome: Outcome
+    head_number: int
+    head_hash: bytes
+    task_id: Optional[int] = None
+    reason: str = ""
+    announced: bool = False  # an announcement went out for this height
+    commitment: Optional[bytes] = None
+    train_bps: Optional[int] = None
+    test_bps: Optional[int] = None
+    block_hash: Optional[bytes] = None  # the sealed block
+
+    @property
+    def finished_attempt(self) -> bool:
+        """Trained, announced and then sealed, refused or abandoned: what `--once` waits for."""
+        return self.announced and self.outcome is not Outcome.STOPPED
+
+
+@dataclass(frozen=True)
+class MinerConfig:
+    seed: int = 0
+    hyperparams: Hyperparams = Hyperparams()
+    train_fraction: float = DEFAULT_TRAIN_FRACTION
+    poll_s: float = DEFAULT_POLL_S
+    release_grace_s: float = RELEASE_GRACE_S
+    progress: bool = True  # tqdm bar while training (shown only on a terminal)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if not self.poll_s > 0:
+            raise ValueError(f"poll_s must be positive, got {self.poll_s}")
+
+
+@dataclass(frozen=True)
+class Head:
+    number: int
+    hash: bytes
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What training produced for one (head, task): kept so a retried step does not retrain."""
+
+    head: Head
+    task: TaskInfo
+    train: Dataset
+    sml: SML
+    model: IntegerModel
+    blob: bytes
+    commitment: bytes
+    train_bps: int
+    seconds: float
+    epochs: int
+    announced: bool = False
+
+
+class _Stop(Exception):
+    """Ends a step early with an outcome (raised inside `step`, never outside)."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+def short(value: bytes) -> str:
+    return "0x" + bytes(value).hex()[:8] + "…"
+
+
+class Miner:
+    """A PoLe miner bound to one node (`client`) and one key (`account`, the coinbase)."""
+
+    def __init__(
+        self,
+        client: PoLeClient,
+        account: LocalAccount,
+        config: MinerConfig = MinerConfig(),
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.account = account
+        self.address = to_canonical_address(account.address)
+        self.config = config
+        self._clock = clock
+        self._stop = threading.Event()
+        self._chain_id: Optional[int] = None
+        self._done_head: Optional[bytes] = None  # the head the last finished attempt was on
+        self._work: Optional[_Work] = None
+        self._decoded: OrderedDict[bytes, object] = OrderedDict()  # digest -> Dataset | ModelSpec
+        self._bad: dict[bytes, str] = {}  # digest -> why it cannot be used
+        self._last_note: Optional[tuple[bytes, Outcome, str]] = None
+
+    # -- control ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask `run()` (and a step waiting for a release) to return soon."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, once: bool = False) -> Optional[HeightResult]:
+        """Step height after height until `stop()`; with `once`, until one finished attempt.
+
+        Node errors are logged and retried with a doubling back-off; they never end the loop.
+        Returns the last step's result (None if no step completed).
+        """
+        backoff = self.config.poll_s
+        failures = 0  # consecutive failed steps: the first is a warning, repeats are debug
+        result: Optional[HeightResult] = None
+        while not self._stop.is_set():
+            try:
+                result = self.step()
+            except TRANSIENT_ERRORS as error:
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "node error: %s; retrying (back-off up to %.0f s)",
+                        _describe(error), MAX_BACKOFF_S)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            except Exception:  # an answer we could not handle: keep mining, say what it was
+                failures += 1
+                log.exception("unexpected error; retrying in %.1f s", backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            if failures:
+                log.info("node answers again after %d failed attempt(s)", failures)
+            failures, backoff = 0, self.config.poll_s
+            if once and result.finished_attempt:
+                break
+            if result.outcome not in (Outcome.HEAD_CHANGED, Outcome.SEALED):
+                self._stop.wait(self.config.poll_s)  # nothing new to do until the head moves
+        return result
+
+    # -- one height -------------------------------------------------------------------
+
+    def step(self) -> HeightResult:
+        """Work on the current head once: from task selection to the sealed block."""
+        head = self.head()
+        if head.hash == self._done_head:
+            return HeightResult(Outcome.SEEN, head.number, head.hash)
+        task: Optional[TaskInfo] = None
+        work: Optional[_Work] = None
+        try:
+            task = self._select_task(head)
+            work = self._work_for(head, task)
+            release, test = self._await_release(work)
+            result = self._reveal_and_seal(work, release, test)
+        except _Stop as stop:
+            result = HeightResult(
+                stop.outcome,
+                head.number,
+                head.hash,
+                task_id=task.task_id if task else None,
+                reason=stop.reason,
+                announced=bool(work and work.announced),
+                commitment=work.commitment if work else None,
+                train_bps=work.train_bps if work else None,
+            )
+            self._note(head, task, result)
+        if result.outcome in _HEAD_DONE:
+            self._done_head = head.hash
+            self._work = None
+        return result
+
+    def head(self) -> Head:
+        block = self.client.w3.eth.get_block("latest")
+        return Head(int(block["number"]), bytes(block["hash"]), int(block["timestamp"]))
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.client.w3.eth.chain_id)
+        return self._chain_id
+
+    def now(self, head: Head) -> float:
+        """Chain time as well as the miner can tell: the head's timestamp or the wall clock."""
+        return max(float(head.timestamp), self._clock())
+
+    # -- 1. task ----------------------------------------------------------------------
+
+    def _select_task(self, head: Head) -> TaskInfo:
+        task = self.client.best_task()
+        if task is None:
+            raise _Stop(Outcome.NO_TASK, "no open task")
+        if self.head().hash != head.hash:  # the task may be from a newer head
+            raise _Stop(Outcome.HEAD_CHANGED, "head moved while reading the best task")
+        if not task.is_open:
+            raise _Stop(Outcome.NO_TASK, f"best task {task.task_id} is {task.status}")
+        if task.deadline <= head.timestamp:
+            raise _Stop(Outcome.OVERDUE, f"deadline {task.deadline} is not after the head's time {head.timestamp}")
+        return task
+
+    # -- 2-4. data, training, announcement ---------------------------------------------
+
+    def _work_for(self, head: Head, task: TaskInfo) -> _Work:
+        work = self._work
+        if work is None or work.head != head or work.task.task_id != task.task_id:
+            work = self._work = self._train(head, task)
+        if not work.announced:
+            announcement = SolutionAnnouncement.sign(
+                chain_id=self.chain_id,
+                task_id=task.task_id,
+                parent_hash=head.hash,
+                model_commitment=work.commitment,
+                train_bps=work.train_bps,
+                private_key=self.account.key,
+            )
+            self.client.announce(announcement.encode())
+            work = self._work = replace(work, announced=True)
+            log.info(
+                "%s: trained to %d bps train in %.1f s (%d epochs), announced %s",
+                _where(task, head), work.train_bps, work.seconds, work.epochs, short(work.commitment),
+            )
+        return work
+
+    def _train(self, head: Head, task: TaskInfo) -> _Work:
+        train = self._fetch(task.dataset_digest, "training set", _decode_training_set)
+        spec = self._fetch(task.model_spec, "model spec", _decode_spec)
+        _check_task_data(spec, train)
+        time_left = task.deadline - self.now(head)
+        if time_left <= 0:
+            raise _Stop(Outcome.OVERDUE, f"deadline {task.deadline} has passed")
+        sml = sml_for(head.hash, self.address, train.d)
+        trained = train_model(
+            spec,
+            train,
+            sml,
+            target_train_bps=task.min_train_bps,
+            time_limit_s=time_left * self.config.train_fraction,
+            seed=self.config.seed,
+            hyperparams=self.config.hyperparams,
+            progress=self.config.progress,
+            should_stop=self._abandon_check(head),
+        )
+        if self._stop.is_set():
+            raise _Stop(Outcome.STOPPED, "stopped during training")
+        if self.head().hash != head.hash:
+            raise _Stop(Outcome.HEAD_CHANGED, f"head moved during training ({trained.seconds:.1f} s)")
+        if not trained.met_target:
+            raise _Stop(
+                Outcome.TARGET_MISSED,
+                f"reached {trained.train_bps} bps train, target {task.min_train_bps} "
+                f"({trained.epochs} epochs, {trained.seconds:.1f} s, stopped by {trained.stopped_by})",
+            )
+        # Claim exactly what consensus will compute: from the blob, not the in-memory model.
+        try:
+            blob = encode_model(trained.integer_model)
+            model = decode_model(blob)
+            check_model_matches_task(model, task.model_spec)
+        except ModelFormatError as error:
+            raise _Stop(Outcome.BAD_TASK, f"trained model cannot be committed: {error}") from None
+        train_bps = evaluate_integer_model(model, sml, train)
+        return _Work(
+            head=head,
+            task=task,
+            train=train,
+            sml=sml,
+            model=model,
+            blob=blob,
+            commitment=commitment_for(blob, self.address, head.hash),
+            train_bps=train_bps,
+            seconds=trained.seconds,
+            epochs=trained.epochs,
+        )
+
+    def _abandon_check(self, head: Head) -> Callable[[], bool]:
+        """For train_model's between-epoch hook: stop when asked to or when the head moved
+        (asking the node at most once per poll interval)."""
+        next_check = time.monotonic() + self.config.poll_s
+
+        def should_stop() -> bool:
+            nonlocal next_check
+            if self._stop.is_set():
+                return True
+            if time.monotonic() < next_check:
+                return False
+            next_check = time.monotonic() + self.config.poll_s
+            try:
+                return self.head().hash != head.hash
+            except TRANSIENT_ERRORS:
+                return False
+
+        return should_stop
+
+    def _fetch(self, digest: bytes, what: str, decode: Callable[[bytes, bytes], object]):
+        """A blob by digest, checked against the digest, decoded, cached."""
+        if digest in self._decoded:
+            self._decoded.move_to_end(digest)
+            return self._decoded[digest]
+        if digest in self._bad:
+            raise _Stop(Outcome.BAD_TASK, self._bad[digest])
+        try:
+            data = self.client.get_blob(digest)
+        except NodeError as error:
+            raise _Stop(Outcome.DATA_MISSING, f"{what} {short(digest)} not available: {error}") from None
+        if keccak(data) != digest:  # a node that serves wrong bytes; ask again later
+            raise _Stop(Outcome.DATA_MISSING, f"node returned a {what} that does not hash to {short(digest)}")
+        try:
+            value = decode(data, digest)
+        except (DatasetFormatError, ModelSpecError) as error:
+            self._bad[digest] = f"{what} {short(digest)} is malformed: {error}"
+            raise _Stop(Outcome.BAD_TASK, self._bad[digest]) from None
+        self._decoded[digest] = value
+        while len(self._decoded) > BLOB_CACHE_ENTRIES:
+            self._decoded.popitem(last=False)
+        return value
+
+    # -- 5. release -------------------------------------------------------------------
+
+    def _await_release(self, work: _Work) -> tuple[Release, Dataset]:
+        """Poll for the poster's release for (task, head) and its test set, until the head
+        moves or the deadline (plus a short grace) passes. Node errors only delay."""
+        task, head = work.task, work.head
+        give_up_at = task.deadline + self.config.release_grace_s
+        release: Optional[Release] = None
+        while True:
+            if self._stop.is_set():
+                raise _Stop(Outcome.STOPPED, "stopped while waiting for the release")
+            current = head
+            try:
+                current = self.head()
+                if current.hash != head.hash:
+                    raise _Stop(
+                        Outcome.HEAD_CHANGED,
+                        f"head moved to block {current.number} ({short(current.hash)})",
+                    )
+                if release is None:
+                    raw = self.client.get_release(task.task_id, head.hash)
+                    release = None if raw is None else self._check_release(raw, work)
+                if release is not None:
+                    return release, self._test_set(release, work.train)
+            except TRANSIENT_ERRORS as error:
+                # Not there yet (a test set travels separately) or the node hiccupped: the
+                # deadline still bounds the wait.
+                log.debug("waiting for the release: %s", _describe(error))
+            if self.now(current) > give_up_at:
+                missing = "release" if release is None else f"test set {short(release.test_set_digest)}"
+                raise _Stop(Outcome.DEADLINE_PASSED, f"no {missing} by the deadline {task.deadline}")
+            self._stop.wait(self.config.poll_s)
+
+    def _check_release(self, raw: bytes, work: _Work) -> Release:
+        task, head = work.task, work.head
+        try:
+            release = Release.decode(raw).verify(self.chain_id)
+        except MessageError as error:
+            raise _Stop(Outcome.BAD_RELEASE, f"release rejected: {error}") from None
+        if release.task_id != task.task_id or release.parent_hash != head.hash:
+            raise _Stop(Outcome.BAD_RELEASE, "release is for another task or parent")
+        if release.poster != task.poster:
+            raise _Stop(
+                Outcome.BAD_RELEASE,
+                f"release signed by 0x{release.poster.hex()}, task poster is 0x{task.poster.hex()}",
+            )
+        if release.test_set_digest != task.test_set_commitment:
+            raise _Stop(
+                Outcome.BAD_RELEASE,
+                f"release names test set {short(release.test_set_digest)}, "
+                f"task committed to {short(task.test_set_commitment)}",
+            )
+        if not release.admits(work.commitment):
+            raise _Stop(
+                Outcome.NOT_ADMITTED,
+                f"release {short(release.digest)} admits {len(release.admitted)} "
+                f"commitment(s), not ours ({short(work.commitment)})",
+            )
+        return release
+
+    def _test_set(self, release: Release, train: Dataset) -> Dataset:
+        """The released test set; NodeError while it is not available yet."""
+        digest = release.test_set_digest
+        data = self.client.get_blob(digest)
+        try:
+            test = decode_dataset(data)
+        except DatasetFormatError as error:
+            raise _Stop(Outcome.BAD_RELEASE, f"test set is malformed: {error}") from None
+        if dataset_digest(test) != digest:
+            raise _Stop(Outcome.BAD_RELEASE, f"test set does not hash to {short(digest)}")
+        if test.d != train.d or test.num_classes != train.num_classes:
+            raise _Stop(
+                Outcome.BAD_RELEASE,
+                f"test set has {test.d} features / {test.num_classes} classes, "
+                f"training set {train.d} / {train.num_classes}",
+            )
+        return test
+
+    # -- 6. reveal and seal -----------------------------------------------------------
+
+    def _reveal_and_seal(self, work: _Work, release: Release, test: Dataset) -> HeightResult:
+        task, head = work.task, work.head
+        test_bps = evaluate_integer_model(work.model, work.sml, test)
+        result = partial(
+            HeightResult,
+            head_number=head.number,
+            head_hash=head.hash,
+            task_id=task.task_id,
+            announced=True,
+            commitment=work.commitment,
+            train_bps=work.train_bps,
+            test_bps=test_bps,
+        )
+        where = f"{_where(task, head)}: release {short(release.digest)}, test {test_bps} bps"
+        try:
+            revealed = self.client.reveal_model(work.blob, self.address, head.hash)
+            if revealed != work.commitment:
+                raise NodeError("pole_revealModel", {"message": f"node computed commitment {short(revealed)}"})
+            block_hash = self.client.seal_block(
+                parent_hash=head.hash,
+                coinbase=self.address,
+                task_id=task.task_id,
+                commitment=work.commitment,
+                train_bps=work.train_bps,
+                test_bps=test_bps,
+                release_digest=release.digest,
+            )
+        except NodeError as error:
+            log.warning("%s; node refused: %s", where, error)
+            return result(Outcome.REFUSED, reason=str(error))
+        log.info("%s; sealed block %d (%s)", where, head.number + 1, short(block_hash))
+        return result(Outcome.SEALED, block_hash=block_hash)
+
+    # -- logging ----------------------------------------------------------------------
+
+    def _note(self, head: Head, task: Optional[TaskInfo], result: HeightResult) -> None:
+        """One line per outcome per head: waiting states are not repeated every poll."""
+        key = (head.hash, result.outcome, result.reason)
+        if key == self._last_note:
+            return
+        self._last_note = key
+        where = _where(task, head) if task else f"block {head.number} ({short(head.hash)})"
+        quiet = result.outcome in (Outcome.NO_TASK, Outcome.OVERDUE, Outcome.DATA_MISSING)
+        level = logging.INFO if quiet or result.outcome is Outcome.STOPPED else logging.WARNING
+        verb = "" if quiet else "abandoned: "
+        if result.outcome in (Outcome.BAD_TASK, Outcome.TARGET_MISSED):
+            verb = "skipped: "
+        log.log(level, "%s: %s%s", where, verb, result.reason)
+
+
+def _where(task: TaskInfo, head: Head) -> str:
+    return f"task {task.task_id} @ block {head.number} ({short(head.hash)})"
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return "cannot connect to the node"
+    if isinstance(error, requests.exceptions.Timeout):
+        return "the node did not answer in time"
+    text = str(error)
+    return f"{type(error).__name__}: {text if len(text) <= 200 else text[:200] + '…'}"
+
+
+def _decode_training_set(data: bytes, digest: bytes) -> Dataset:
+    return decode_dataset(data)
+
+
+def _decode_spec(data: bytes, digest: bytes) -> ModelSpec:
+    return model_spec_from_json(data, require_canonical=True)
+
+
+def _check_task_data(spec: ModelSpec, train: Dataset) -> None:
+    """The task's spec must take the SML output of its training set and predict its classes."""
+    if spec.input_dim != SML_EXPANSION * train.d:
+        raise _Stop(
+            Outcome.BAD_TASK,
+            f"model input has {spec.input_dim} values, the SML of {train.d} features gives "
+            f"{SML_EXPANSION * train.d}",
+        )
+    if spec.num_classes != train.num_classes:
+        raise _Stop(
+            Outcome.BAD_TASK,
+            f"model has {spec.num_classes} classes, training set {train.num_classes}",
+        )
