@@ -57,7 +57,7 @@ def configure_mine_command(parser: argparse.ArgumentParser) -> None:
         "Each height: read the best open task at the head, train its model behind this "
         "miner's SML until the task's training accuracy is met, announce the commitment, "
         "wait for the poster's release, then reveal the model and seal a block. Work is "
-        "abandoned when the head moves. Node errors are logged and retried; the miner "
+        "abandoned when the head moves before the release. Node errors are logged and retried; the miner "
         "stops on Ctrl-C."
     )
     parser.add_argument("--rpc", default=DEFAULT_RPC_URL, metavar="URL",

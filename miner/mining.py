@@ -9,9 +9,10 @@
               test-set commitment, admits our commitment
     reveal    evaluate on the released test set, reveal the model blob, seal a block on H
 
-Work on a height is abandoned as soon as the head moves (someone else's block won), the
-deadline passes without a release, or the release does not admit us; each stop is logged
-with its reason. The miner talks to its node only through `PoLeClient` (web3 over HTTP).
+Work on a height is abandoned when the head moves before the poster released for our parent
+(someone else's block won), the deadline passes without a release, or the release does not
+admit us; each stop is logged with its reason. Once our parent is released we seal there
+even if a sibling already moved the head: fork choice keeps the best test accuracy. The miner talks to its node only through `PoLeClient` (web3 over HTTP).
 
 `Miner.step()` does one height and returns a `HeightResult`; `Miner.run()` loops over steps,
 backs off on node errors and never exits on one. Tests drive `step()` directly.
@@ -413,8 +414,9 @@ class Miner:
     # -- 5. release -------------------------------------------------------------------
 
     def _await_release(self, work: _Work) -> tuple[Release, Dataset]:
-        """Poll for the poster's release for (task, head) and its test set, until the head
-        moves or the deadline (plus a short grace) passes. Node errors only delay."""
+        """Poll for the poster's release for (task, head) and its test set, until the
+        deadline (plus a short grace) passes, or the head moves while nothing is released
+        for our parent. Node errors only delay."""
         task, head = work.task, work.head
         give_up_at = task.deadline + self.config.release_grace_s
         release: Optional[Release] = None
@@ -423,17 +425,19 @@ class Miner:
                 raise _Stop(Outcome.STOPPED, "stopped while waiting for the release")
             current = head
             try:
+                if release is None:
+                    raw = self.client.get_release(task.task_id, head.hash)
+                    release = None if raw is None else self._check_release(raw, work)
+                if release is not None:
+                    # Released for our parent: seal there even if a sibling already moved
+                    # the head; fork choice keeps the better block.
+                    return release, self._test_set(release, work.train)
                 current = self.head()
                 if current.hash != head.hash:
                     raise _Stop(
                         Outcome.HEAD_CHANGED,
                         f"head moved to block {current.number} ({short(current.hash)})",
                     )
-                if release is None:
-                    raw = self.client.get_release(task.task_id, head.hash)
-                    release = None if raw is None else self._check_release(raw, work)
-                if release is not None:
-                    return release, self._test_set(release, work.train)
             except TRANSIENT_ERRORS as error:
                 # Not there yet (a test set travels separately) or the node hiccupped: the
                 # deadline still bounds the wait.

@@ -17,8 +17,8 @@ from eth_typing import Address
 from eth_utils import ValidationError
 
 from vm_hooks.chain import PoLeChain
-from vm_hooks.consensus import DEV_SCORE, IDLE_SCORE, parent_idle_work
-from vm_hooks.idle_pow import ZERO_HASH, ZERO_NONCE, expected_work, pow_hash, solve
+from vm_hooks.consensus import DEV_SCORE, IDLE_SCORE, idle_allowed_from, parent_idle_work
+from vm_hooks.idle_pow import ZERO_HASH, ZERO_NONCE, IdleParams, expected_work, pow_hash, solve
 from vm_hooks.seal import Seal
 
 ZERO_ADDRESS = Address(bytes(20))
@@ -121,10 +121,20 @@ def build_idle_block(
 ) -> Tuple[ProducedBlock, int]:
     """An idle block still missing its proof-of-work nonce, and the work it must meet."""
     parent = parent or chain.get_canonical_head()
-    idle = chain.get_vm_class(parent).consensus_class.idle
+    idle = idle_params(chain, parent)
     work = expected_work(parent_idle_work(parent), parent.timestamp, timestamp, idle)
     fields = SealFields(seal=Seal.idle(work), coinbase=coinbase, difficulty=IDLE_SCORE)
     return build_block(chain, transactions, fields, timestamp, parent), work
+
+
+def idle_params(chain: PoLeChain, parent: BlockHeaderAPI) -> IdleParams:
+    return chain.get_vm_class(parent).consensus_class.idle
+
+
+def earliest_idle_timestamp(chain: PoLeChain, timestamp: Optional[int]) -> int:
+    """``timestamp`` (default: now), moved past the head and its PoLe reveal window."""
+    parent = chain.get_canonical_head()
+    return max(next_timestamp(chain, timestamp, parent), idle_allowed_from(parent, idle_params(chain, parent)))
 
 
 def solve_idle_block(
@@ -147,7 +157,7 @@ def produce_idle_block(
     stop: Optional[threading.Event] = None,
 ) -> ProducedBlock:
     produced, work = build_idle_block(
-        chain, transactions, timestamp=next_timestamp(chain, timestamp), coinbase=coinbase
+        chain, transactions, timestamp=earliest_idle_timestamp(chain, timestamp), coinbase=coinbase
     )
     return persist(chain, solve_idle_block(produced, work, stop))
 

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mine": ("train the best task's model and seal PoLe blocks", "miner.mine_cli:configure_mine_command"),
     "task": ("post, release and inspect training tasks (data node)", "pole_chain.task_cli:configure_task_command"),
     "model": ("fetch and check a task's winning model", "pole_chain.task_cli:configure_model_command"),
+    "demo": ("run a node, a data node and three miners through one PoLe height", "pole_chain.demo:configure_demo_command"),
 }
 
 POLE_HOME_VARIABLE = "POLE_HOME"

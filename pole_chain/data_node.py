@@ -83,6 +83,8 @@ MAX_SOLUTIONS_WANTED = MAX_ADMITTED
 PARENTS_WATCHED = 8
 DEFAULT_RECEIPT_TIMEOUT_S = 180.0
 DEFAULT_POLL_S = 0.5
+#: EIP-1474 "resource not found": pole_task's answer for an unknown id (pole_chain/rpc/dispatch.py).
+RESOURCE_NOT_FOUND = -32001
 
 TASK_FILE = "task.json"
 TEST_SET_FILE = "test_set.plds"
@@ -320,7 +322,8 @@ def post_task(
     receipt = _transact(w3, poster, call, value=reward_wei, timeout_s=receipt_timeout_s)
     events = registry.events.TaskPosted().process_receipt(receipt, errors=DISCARD)
     if len(events) != 1:
-        raise DataNodeError(f"transaction 0x{bytes(receipt['transactionHash']).hex()} has no TaskPosted event")
+        tx_hash = bytes(receipt["transactionHash"]).hex()
+        raise DataNodeError(f"transaction 0x{tx_hash} has no TaskPosted event")
     task_id = int(events[0]["args"]["task_id"])
 
     record.update(
@@ -522,6 +525,7 @@ def release(
     give_up_at = time.monotonic() + timeout_s
     parents: list[bytes] = []
     last_count = -1
+    said_waiting = False
     while True:
         head = w3.eth.get_block("latest")
         head_hash = bytes(head["hash"])
@@ -541,10 +545,21 @@ def release(
             say(f"task {task_id}: {len(admitted)}{wanted} solution(s) announced")
         if wait_for is None or len(admitted) >= wait_for:
             break
-        if admitted and time.monotonic() >= give_up_at:
-            say(f"task {task_id}: waited {timeout_s:.0f} s, releasing to {len(admitted)}")
-            break
-        if int(head["timestamp"]) > task.deadline:
+        if time.monotonic() >= give_up_at:
+            if admitted:
+                say(f"task {task_id}: waited {timeout_s:.0f} s, releasing to {len(admitted)}")
+                break
+            if not said_waiting:
+                say(
+                    f"task {task_id}: no solution after {timeout_s:.0f} s; "
+                    "waiting for one until the deadline"
+                )
+                said_waiting = True
+        # Chain time as well as we can tell: a dev node's head does not move without blocks.
+        if max(int(head["timestamp"]), time.time()) > task.deadline:
+            if admitted:
+                say(f"task {task_id}: deadline reached, releasing to {len(admitted)}")
+                break
             raise DataNodeError(
                 f"task {task_id} passed its deadline with no solution announced; it will "
                 "expire and the reward will be refunded"
@@ -587,10 +602,21 @@ def release(
     return outcome
 
 
-def _open_task(client: PoLeClient, task_id: int) -> TaskInfo:
-    task = client.task(task_id)
-    if task.status == "none" or task.poster == bytes(20):
+def get_task(client: PoLeClient, task_id: int) -> TaskInfo:
+    """The task as the node's head sees it; DataNodeError if there is none."""
+    try:
+        task = client.task(task_id)
+    except NodeError as error:
+        if error.code == RESOURCE_NOT_FOUND:
+            raise DataNodeError(f"there is no task {task_id}") from None
+        raise
+    if task.status not in ("open", "settled", "expired") or task.poster == bytes(20):
         raise DataNodeError(f"there is no task {task_id}")
+    return task
+
+
+def _open_task(client: PoLeClient, task_id: int) -> TaskInfo:
+    task = get_task(client, task_id)
     if not task.is_open:
         raise DataNodeError(f"task {task_id} is {task.status}: nothing to release")
     return task
@@ -628,15 +654,15 @@ def format_bps(bps: int) -> str:
 
 
 def format_ether(wei: int) -> str:
-    text = f"{Web3.from_wei(wei, 'ether'):f}".rstrip("0").rstrip(".")
+    text = f"{Web3.from_wei(wei, 'ether'):f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return f"{text} ETH"
 
 
 def status(client: PoLeClient, task_id: int) -> str:
     """A readable, multi-line summary of task `task_id` as the node's head sees it."""
-    task = client.task(task_id)
-    if task.status == "none" or task.poster == bytes(20):
-        raise DataNodeError(f"there is no task {task_id}")
+    task = get_task(client, task_id)
     w3 = client.w3
     head = w3.eth.get_block("latest")
     lines = [f"Task {task_id}: {task.status}"]

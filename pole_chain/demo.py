@@ -41,6 +41,8 @@ _LISTENING = re.compile(r"Listening on (http://\S+)")
 #: (seed, learning rate) of each miner: different seeds and hyperparameters compete.
 MINER_SETTINGS = ((0, 3e-3), (1, 2e-3), (2, 5e-3))
 ETHER = 10**18
+#: A run of this many empty idle blocks is printed as one line.
+COLLAPSE_IDLE_RUN = 4
 
 
 class DemoError(RuntimeError):
@@ -127,26 +129,8 @@ class Children:
 
 
 def pole_command(name: str, *args: str) -> list[str]:
-    """argv (after the interpreter) running `pole NAME ARGS` from this checkout.
-
-    Until a subcommand is wired into pole_chain/cli.py, its module's configure function is
-    called through a tiny argparse shim, so the demo runs the same code either way.
-    """
-    from pole_chain.cli import SUBCOMMANDS
-
-    if name in SUBCOMMANDS:
-        return ["-m", "pole_chain", name, *args]
-    targets = {"mine": "miner.mine_cli:configure_mine_command"}
-    module, function = targets[name].split(":")
-    shim = (
-        "import argparse, sys\n"
-        f"from {module} import {function}\n"
-        f"p = argparse.ArgumentParser(prog='pole {name}')\n"
-        f"{function}(p)\n"
-        "a = p.parse_args(sys.argv[1:])\n"
-        "sys.exit(a.run(a))\n"
-    )
-    return ["-c", shim, *args]
+    """argv (after the interpreter) running `pole NAME ARGS` from this checkout."""
+    return ["-m", "pole_chain", name, *args]
 
 
 def start_node(children: Children, datadir: Path, *extra: str) -> tuple[Child, str]:
@@ -185,7 +169,7 @@ def describe_block(block) -> str:
     extra = bytes(block["extraData"])
     text = f"#{block['number']:<3} {kind:<5} 0x{bytes(block['hash']).hex()[:12]}…"
     if kind == "idle":
-        text += f"  work {int.from_bytes(extra[4:12], 'big'):>7}"
+        text += f"  work {_idle_work(block):>7}"
     elif kind == "PoLe":
         train, test = int.from_bytes(extra[4:6], "big"), int.from_bytes(extra[6:8], "big")
         text += (
@@ -203,22 +187,71 @@ def short_address(address) -> str:
 
 
 class BlockWatcher:
-    """Prints new canonical blocks as they appear."""
+    """Prints new canonical blocks as they appear, and reorganisations when they happen.
+
+    Runs of COLLAPSE_IDLE_RUN or more empty idle blocks are shown as one line.
+    """
 
     def __init__(self, w3, say: Callable[[str], None]) -> None:
         self.w3 = w3
         self.say = say
-        self.last = int(w3.eth.block_number)
+        head = w3.eth.get_block("latest")
+        self.last = int(head["number"])
+        self.shown: dict[int, bytes] = {self.last: bytes(head["hash"])}
+        self._run: list = []  # empty idle blocks not printed yet
+
+    def _block(self, number: int):
+        from web3.exceptions import BlockNotFound
+
+        try:
+            return self.w3.eth.get_block(number)
+        except BlockNotFound:
+            return None
+
+    def _check_reorg(self) -> None:
+        """Walk back from the last shown block to the first one still canonical."""
+        number = self.last
+        while number in self.shown:
+            block = self._block(number)
+            if block is not None and bytes(block["hash"]) == self.shown[number]:
+                break
+            number -= 1
+        if number < self.last:
+            self.flush()
+            self.say(
+                f"  reorganisation: a heavier branch replaces blocks #{number + 1}..#{self.last} "
+                "(fork choice: highest total score)"
+            )
+            for stale in [n for n in self.shown if n > number]:
+                del self.shown[stale]
+            self.last = number
 
     def show_new(self) -> list:
+        """Fetch and print the new canonical blocks; empty idle blocks wait in a run that
+        is printed (as one line when long) before the next other block or on flush()."""
+        self._check_reorg()
         head = int(self.w3.eth.block_number)
-        blocks = []
-        for number in range(self.last + 1, head + 1):
-            block = self.w3.eth.get_block(number)
-            blocks.append(block)
-            self.say("  " + describe_block(block))
-        self.last = max(self.last, head)
+        blocks = [b for b in (self._block(n) for n in range(self.last + 1, head + 1)) if b is not None]
+        for block in blocks:
+            self.shown[int(block["number"])] = bytes(block["hash"])
+            self.last = max(self.last, int(block["number"]))
+            if block_kind(block) == "idle" and not block["transactions"]:
+                self._run.append(block)
+            else:
+                self.flush()
+                self.say("  " + describe_block(block))
         return blocks
+
+    def flush(self) -> None:
+        run, self._run = self._run, []
+        if len(run) >= COLLAPSE_IDLE_RUN:
+            self.say(
+                f"  #{run[0]['number']}..#{run[-1]['number']}  {len(run)} idle blocks, work "
+                f"{_idle_work(run[0])} .. {_idle_work(run[-1])}"
+            )
+        else:
+            for block in run:
+                self.say("  " + describe_block(block))
 
     def wait_for(self, predicate: Callable[[dict], bool], count: int, timeout_s: float) -> list:
         """Show blocks until `count` of them satisfy `predicate`."""
@@ -229,7 +262,12 @@ class BlockWatcher:
                 raise DemoError(f"no {count} matching blocks within {timeout_s:.0f} s")
             seen += [b for b in self.show_new() if predicate(b)]
             time.sleep(0.2)
+        self.flush()
         return seen
+
+
+def _idle_work(block) -> int:
+    return int.from_bytes(bytes(block["extraData"])[4:12], "big")
 
 
 def task_list(w3) -> list[str]:
@@ -280,6 +318,10 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> dict:
             root.mkdir(parents=True, exist_ok=True)
         children = Children(root)
         stack.callback(children.stop_all)
+        say(
+            f"PoLe chain demo: a node, {config.miners} miners and a data node on this machine "
+            f"(logs in {root}{', removed at the end' if config.workdir is None else ''})"
+        )
         try:
             return _run(config, root, children, say, started)
         except KeyboardInterrupt:
@@ -372,6 +414,7 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
         f"{config.miners} solutions wanted; {test_set.n} test samples kept secret"
     )
     watcher.show_new()
+    watcher.flush()
     say("  while the task is open no idle block may be sealed: the head waits for a PoLe block")
 
     # 5. announce, release, seal ---------------------------------------------------------
@@ -389,8 +432,9 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     while any(m.alive() for m in miners) and time.monotonic() < deadline:
         watcher.show_new()
         time.sleep(0.2)
-    watcher.show_new()
     task = _wait_settled(client, task_id, deadline)
+    watcher.show_new()
+    watcher.flush()
     result = task.result
 
     # 6. outcome ------------------------------------------------------------------------
@@ -412,11 +456,19 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
         marker = "  <- winner" if announcement.model_commitment == result.model_commitment else ""
         say(f"  {label:<24} {format_bps(announcement.train_bps):>8} {test:>8}{marker}")
     best = max((t for _, t in rows if t is not None), default=None)
+    unrevealed = sum(1 for _, t in rows if t is None)
     say(
         f"  winner: {names.get(result.winner, '?')} {short_address(result.winner)} in block "
         f"#{result.block_number}, test {format_bps(result.test_bps)}"
-        + (" (the best revealed test accuracy)" if best == result.test_bps else "")
+        + (" (the best test accuracy)" if best == result.test_bps and not unrevealed else "")
     )
+    if unrevealed:
+        say(f"  ({unrevealed} admitted solution(s) were never revealed and sealed, so they did not compete)")
+    if best is not None and best != result.test_bps:
+        say(
+            "  (a better sibling arrived after idle blocks had extended a worse one: fork choice "
+            "compares total scores, and each idle block adds 1)"
+        )
     balances_after = {address: w3.eth.get_balance(address) for address in watch}
     say("  balances (escrow moves from the poster through the registry to the winner):")
     for address in watch:
@@ -424,9 +476,10 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
             "registry" if address == registry.address else names[to_canonical_address(address)]
         )
         change = balances_after[address] - balances_before[address]
+        sign = "+" if change >= 0 else "-"
         say(
             f"    {label:<9} {short_address(address)}  {format_ether(balances_before[address]):>22} -> "
-            f"{format_ether(balances_after[address]):>22}  ({'+' if change >= 0 else '-'}{format_ether(abs(change))})"
+            f"{format_ether(balances_after[address]):>22}  ({sign}{format_ether(abs(change))})"
         )
     say("  task list after:")
     for line in task_list(w3):
@@ -479,11 +532,6 @@ def _wait_settled(client, task_id: int, deadline: float):
 # --------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    summary = "run a devnet, a data node and three miners through one PoLe height"
-    configure_demo_command(subparsers.add_parser("demo", help=summary, description=summary))
 
 
 def _positive_int(text: str) -> int:
@@ -541,14 +589,3 @@ def run_demo_command(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
     print(f"\nDemo finished in {summary['seconds']:.0f} s.")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pole demo")
-    configure_demo_command(parser)
-    args = parser.parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -37,7 +37,7 @@ from eth_utils import keccak, to_checksum_address
 from torch import nn
 from web3 import Web3
 
-from miner.datasets import Dataset, DatasetFormatError, decode_dataset
+from miner.datasets import Dataset, DatasetFormatError, decode_dataset, encode_dataset
 from miner.integer_eval import ACTIVATION_MAX, ACTIVATION_MIN, evaluate_integer_model
 from miner.integer_model import (
     IntegerConv2d,
@@ -329,7 +329,12 @@ class Delivery:
 
 def fetch_model(client: PoLeClient, w3: Web3, task_id: int, out_dir: str | Path) -> Delivery:
     """Fetch, check and export the winning model of settled task `task_id` into `out_dir`."""
-    task = client.task(task_id)
+    from pole_chain.data_node import DataNodeError, get_task
+
+    try:
+        task = get_task(client, task_id)
+    except DataNodeError as error:
+        raise ModelDeliveryError(str(error)) from None
     if task.status != "settled" or task.result is None:
         raise ModelDeliveryError(f"task {task_id} is {task.status}, not settled: there is no winning model")
     result = task.result
@@ -356,7 +361,7 @@ def fetch_model(client: PoLeClient, w3: Web3, task_id: int, out_dir: str | Path)
     d = model.spec.input_dim // SML_EXPANSION
     sml = sml_for(parent_hash, result.winner, d)
 
-    test_set = _released_test_set(client, task_id, parent_hash)
+    test_set = _released_test_set(client, task_id, parent_hash, result.release_digest_prefix)
     meta = {
         "task_id": task_id,
         "chain_id": w3.eth.chain_id,
@@ -372,30 +377,33 @@ def fetch_model(client: PoLeClient, w3: Web3, task_id: int, out_dir: str | Path)
         "reward_wei": str(task.reward),
         "checked_test_bps": None,
     }
-    module = export_model(model, sml, out_dir, meta)
     if test_set is not None:
-        # The exported module must reproduce the consensus evaluation it was paid for.
-        checked = module.accuracy_bps(test_set)
+        # The delivered module must reproduce the consensus evaluation it was paid for.
+        checked = DeliveredModel.from_integer_model(model, sml).accuracy_bps(test_set)
         consensus = evaluate_integer_model(model, sml, test_set)
         if checked != result.test_bps or consensus != result.test_bps:
             raise ModelDeliveryError(
-                f"claimed test accuracy {result.test_bps} bps, exported module gives {checked} bps"
+                f"claimed test accuracy {result.test_bps} bps, but the model scores {consensus} "
+                f"bps (exported module: {checked} bps) on the released test set"
             )
         meta["checked_test_bps"] = checked
-        path = Path(out_dir).expanduser() / META_FILE
-        stored = json.loads(path.read_text())
-        stored["checked_test_bps"] = checked
-        path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    module = export_model(model, sml, out_dir, meta)
     return Delivery(Path(out_dir).expanduser(), meta, module)
 
 
-def _released_test_set(client: PoLeClient, task_id: int, parent_hash: bytes) -> Optional[Dataset]:
-    """The test set the winning block was evaluated on, if the node still serves it."""
+def _released_test_set(
+    client: PoLeClient, task_id: int, parent_hash: bytes, digest_prefix: bytes
+) -> Optional[Dataset]:
+    """The test set the winning block was evaluated on, if the node still serves it: from
+    the release for (task, parent) whose digest the block's seal (and the result) carries."""
     try:
         raw = client.get_release(task_id, parent_hash)
         if raw is None:
             return None
         release = Release.decode(raw)
-        return decode_dataset(client.get_blob(release.test_set_digest))
+        if release.digest[: len(digest_prefix)] != digest_prefix:
+            return None
+        test_set = decode_dataset(client.get_blob(release.test_set_digest))
     except (NodeError, DatasetFormatError, ValueError):
         return None
+    return test_set if keccak(encode_dataset(test_set)) == release.test_set_digest else None

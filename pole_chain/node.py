@@ -37,7 +37,7 @@ from pole_chain.block_production import (
     BlockProductionStopped,
     ProducedBlock,
     build_idle_block,
-    next_timestamp as earliest_timestamp,
+    earliest_idle_timestamp,
     persist,
     produce_dev_block,
     produce_pole_block,
@@ -426,7 +426,9 @@ class Node:
             if self._closed:
                 return False
             parent = self.head()
-            timestamp = earliest_timestamp(self.chain, None, parent)
+            timestamp = earliest_idle_timestamp(self.chain, None)
+            if timestamp > time.time():
+                return False  # a PoLe block's reveal window is still open
             task = best_open_task(self.state_at(parent))
             if task is not None and task.deadline >= timestamp:
                 return False  # a task is open: only a PoLe block may extend this head

@@ -1,16 +1,11 @@
 """`pole task post|release|status` and `pole model get`: the data node on the command line.
 
-Wiring (pole_chain/cli.py): either `register(subparsers)` on an argparse subparsers action,
-or one SUBCOMMANDS line per command:
-
-    "task":  ("post, release and inspect training tasks", "pole_chain.task_cli:configure_task_command"),
-    "model": ("fetch and check a settled task's model", "pole_chain.task_cli:configure_model_command"),
+pole_chain/cli.py's SUBCOMMANDS points at `configure_task_command` and
+`configure_model_command`.
 
 Every command talks to a node over JSON-RPC (web3's HTTPProvider) and exits non-zero with a
 one-line message, never a traceback, when something is wrong: a bad dataset, a node that
 cannot be reached, a task that is not settled.
-
-`python -m pole_chain.task_cli task ...` runs these without cli.py.
 """
 from __future__ import annotations
 
@@ -19,7 +14,7 @@ import os
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 KEY_VARIABLE = "POLE_KEY"
@@ -117,18 +112,6 @@ def _add_workdir(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------------------
 # parsers
 # --------------------------------------------------------------------------------------
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `task` (post, release, status) and `model` (get) to a `pole` parser."""
-    configure_task_command(
-        subparsers.add_parser("task", help="post, release and inspect training tasks",
-                              description="post, release and inspect training tasks")
-    )
-    configure_model_command(
-        subparsers.add_parser("model", help="fetch and check a settled task's model",
-                              description="fetch and check a settled task's model")
-    )
 
 
 def configure_task_command(parser: argparse.ArgumentParser) -> None:
@@ -366,14 +349,3 @@ def _reason(error: BaseException) -> str:
     if "Connection refused" in text or "Max retries exceeded" in text:
         return "connection refused (is `pole node` running?)"
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pole", description="PoLe data node commands.")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

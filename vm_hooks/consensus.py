@@ -69,6 +69,13 @@ def parent_idle_work(parent: BlockHeaderAPI) -> Optional[int]:
     return seal.idle_work if seal.kind is BlockKind.IDLE else None
 
 
+def idle_allowed_from(parent: BlockHeaderAPI, idle: IdleParams) -> int:
+    """The earliest timestamp of an idle block on ``parent`` (see IdleParams.reveal_window)."""
+    if parent.block_number > 0 and block_kind(parent) is BlockKind.POLE:
+        return parent.timestamp + idle.reveal_window
+    return parent.timestamp + 1
+
+
 class PoLeConsensus(ConsensusAPI):
     """Seal rules of a PoLe chain; configure a subclass per chain with ``configured``."""
 
@@ -141,6 +148,12 @@ class PoLeConsensus(ConsensusAPI):
             )
         if header.mix_hash != ZERO_HASH:
             raise SealError("idle block mix_hash must be zero")
+        allowed_from = idle_allowed_from(parent, self.idle)
+        if header.timestamp < allowed_from:
+            raise SealError(
+                f"idle block at {header.timestamp} inside the reveal window of PoLe block "
+                f"#{parent.block_number} (idle blocks from {allowed_from})"
+            )
         if best_task is not None and best_task.deadline >= header.timestamp:
             raise SealError(
                 f"idle block while task {best_task.task_id} is open until "

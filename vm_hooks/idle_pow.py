@@ -27,6 +27,11 @@ class IdleParams:
     initial_work: int = 1 << 14  # work of the first idle block after a non-idle parent
     min_work: int = 16
     step_divisor: int = 8  # each block moves the work by at most 1/8 per interval missed
+    #: Seconds after a PoLe block before an idle block may follow it. Every idle block adds
+    #: to the chain score, so without this pause a better sibling revealed a few seconds
+    #: later would have to beat the first PoLe block by more than the idle blocks stacked
+    #: on it meanwhile: "first to seal" instead of "best test accuracy" would win.
+    reveal_window: int = 10
 
 
 def pow_hash(header: BlockHeaderAPI) -> bytes:

@@ -21,7 +21,7 @@ from vm_hooks.registry_calls import Task, encode_call
 from vm_hooks.seal import Seal
 
 #: Tiny idle work so tests spend no time hashing.
-FAST_IDLE = IdleParams(target_interval=5, initial_work=2, min_work=1)
+FAST_IDLE = IdleParams(target_interval=5, initial_work=2, min_work=1, reveal_window=10)
 
 
 class AcceptingVerifier:

@@ -145,3 +145,19 @@ def test_pole_block_refused_by_a_node_without_a_model_verifier(task_chain):
         strict.import_block(block)
     with pytest.raises(ValidationError, match="no PoLe seal verifier"):
         strict.import_block(produced.block)
+
+
+def test_idle_block_inside_a_pole_blocks_reveal_window_is_refused(task_chain):
+    pole = produce_pole_block(
+        task_chain.chain, [], coinbase=MINER, task_id=1, model_commitment=COMMITMENT,
+        train_bps=9_500, test_bps=9_000, release_digest=RELEASE,
+    ).block
+    chain = task_chain.chain
+    deadline = pole.header.timestamp + 600 + 1  # task 2 overdue: only the window matters
+    fields = SealFields(seal=Seal.idle(2), coinbase=MINER, difficulty=IDLE_SCORE)
+    early = build_block(chain, [], fields, pole.header.timestamp + 9).block
+    with pytest.raises(ValidationError, match="inside the reveal window of PoLe block #2"):
+        replay(task_chain.blocks + [pole]).import_block(early)
+    on_time = produce_idle_block(chain, [], timestamp=max(deadline, pole.header.timestamp + 10))
+    assert on_time.block.header.timestamp >= pole.header.timestamp + 10
+    replay(task_chain.blocks + [pole, on_time.block])

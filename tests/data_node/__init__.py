@@ -1,0 +1,1 @@
+"""Data-node tests: posting, release, status, model delivery, and one real-process run."""

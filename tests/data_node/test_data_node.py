@@ -1,0 +1,330 @@
+"""Data-node helpers: preparing, posting, releasing and summarising a task.
+
+The chain is the PoLe dev chain under eth-tester (vm_hooks.tester: the real registry and
+VM, in process); the node's pole_* side (blobs, announcements, releases) is a small fake
+with PoLeClient's interface, so these tests run in seconds. The real node is exercised by
+test_end_to_end.py.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from eth_utils import keccak, to_canonical_address
+
+from miner.datasets import ZERO_SALT, decode_dataset, encode_dataset, load_builtin
+from miner.messages import MAX_ADMITTED, Release, SolutionAnnouncement
+from miner.model_spec import build_spec, model_spec_canonical_bytes
+from pole_chain import data_node
+from pole_chain.client import TASK_STATUS, NodeError, TaskInfo
+from pole_chain.constants import CHAIN_ID
+from pole_chain.data_node import (
+    DataNodeError,
+    load_local_task,
+    load_model_spec,
+    post_task,
+    prepare_task,
+    registry_contract,
+    release,
+    status,
+    valid_announcements,
+)
+from pole_chain.genesis import dev_accounts
+
+ACCOUNTS = dev_accounts()
+POSTER = ACCOUNTS[0]
+ETHER = 10**18
+DIGITS_MLP_SPEC_DIGEST_PREFIX = "f56b37e7"  # docs/ML.md
+
+
+class FakeNode:
+    """PoLeClient's pole_* methods over an in-process chain: blobs, announcements, releases."""
+
+    def __init__(self, w3) -> None:
+        self.w3 = w3
+        self.blobs: dict[bytes, bytes] = {}
+        self.announced: dict[tuple[int, bytes], list[bytes]] = defaultdict(list)
+        self.releases: dict[tuple[int, bytes], bytes] = {}
+        self.registry = registry_contract(w3)
+
+    def put_blob(self, data: bytes) -> bytes:
+        self.blobs[keccak(data)] = bytes(data)
+        return keccak(data)
+
+    def get_blob(self, digest: bytes) -> bytes:
+        if digest not in self.blobs:
+            raise NodeError("pole_getBlob", {"code": -32004, "message": "unknown blob"})
+        return self.blobs[digest]
+
+    def task(self, task_id: int) -> TaskInfo:
+        t = self.registry.functions.get_task(task_id).call()
+        return TaskInfo(
+            task_id=task_id, poster=to_canonical_address(t[0]), reward=t[1], model_spec=t[2],
+            dataset_digest=t[3], test_set_commitment=t[4], min_train_bps=t[5], time_limit=t[6],
+            solutions_wanted=t[7], posted_at=t[8], deadline=t[9],
+            status=TASK_STATUS.get(t[10], "none"), result=None,
+        )
+
+    def announcements(self, task_id: int, parent_hash: bytes) -> list[bytes]:
+        return list(self.announced[(task_id, parent_hash)])
+
+    def release(self, encoded: bytes) -> bool:
+        message = Release.decode(encoded).verify(CHAIN_ID)
+        assert message.test_set_digest in self.blobs, "test set must be uploaded first"
+        self.releases[(message.task_id, message.parent_hash)] = encoded
+        return True
+
+    def get_release(self, task_id: int, parent_hash: bytes):
+        return self.releases.get((task_id, parent_hash))
+
+    def announce(self, miner_index: int, task_id: int, parent: bytes, train_bps: int = 9500,
+                 commitment: bytes | None = None) -> SolutionAnnouncement:
+        announcement = SolutionAnnouncement.sign(
+            chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent,
+            model_commitment=commitment or keccak(bytes([miner_index]) + parent),
+            train_bps=train_bps, private_key=ACCOUNTS[miner_index].key,
+        )
+        self.announced[(task_id, parent)].append(announcement.encode())
+        return announcement
+
+
+@pytest.fixture
+def w3():
+    from vm_hooks.tester import PoLeEthereumTester, PoLeEVMBackend, pole_tester_web3
+
+    return pole_tester_web3(PoLeEthereumTester(PoLeEVMBackend()))
+
+
+@pytest.fixture
+def node(w3):
+    return FakeNode(w3)
+
+
+def head_hash(w3) -> bytes:
+    return bytes(w3.eth.get_block("latest")["hash"])
+
+
+def post(w3, node, workdir, **overrides) -> int:
+    params = dict(
+        dataset="digits", model="mlp", reward_wei=ETHER, min_train_bps=9000,
+        time_limit_s=300, solutions_wanted=2, seed=5, workdir=workdir, client=node,
+    )
+    params.update(overrides)
+    return post_task(w3, POSTER, **params)
+
+
+# --- preparing ------------------------------------------------------------------------
+
+
+def test_prepare_task_splits_encodes_and_salts_only_the_test_set():
+    prepared = prepare_task("digits", "mlp", test_fraction=0.25, seed=1)
+    assert prepared.train.n + prepared.test.n == 1797
+    assert prepared.test.n == round(1797 * 0.25)
+    assert prepared.train.salt == ZERO_SALT and prepared.test.salt != ZERO_SALT
+    assert prepared.model_spec_digest.hex().startswith(DIGITS_MLP_SPEC_DIGEST_PREFIX)
+    assert prepared.dataset_digest == keccak(encode_dataset(prepared.train))
+    assert prepared.test_set_commitment == keccak(prepared.test_blob)
+    # Same seed, same split; the salt is fresh every time, so the commitment is too.
+    again = prepare_task("digits", "mlp", test_fraction=0.25, seed=1)
+    assert again.dataset_digest == prepared.dataset_digest
+    assert again.test_set_commitment != prepared.test_set_commitment
+
+
+def test_datasets_and_models_from_files(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [list(rng.integers(0, 50, 6)) + [i % 3] for i in range(90)]
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,c,d,e,f,label\n" + "\n".join(",".join(map(str, r)) for r in rows))
+    spec = build_spec("logreg", 6, 3)
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_bytes(model_spec_canonical_bytes(spec))
+    prepared = prepare_task(str(csv), str(spec_file))
+    assert prepared.train.d == 6 and prepared.spec == spec
+    npz = tmp_path / "images.npz"
+    np.savez(npz, X=rng.integers(0, 256, (40, 4, 4)), y=np.arange(40) % 2)
+    assert prepare_task(str(npz), "cnn").spec.input_shape == (2, 4, 4)
+
+
+def test_clear_errors_for_bad_inputs(tmp_path):
+    with pytest.raises(DataNodeError, match="neither a built-in dataset"):
+        prepare_task("no-such-set", "mlp")
+    with pytest.raises(DataNodeError, match="no such file"):
+        prepare_task(str(tmp_path / "missing.csv"), "mlp")
+    with pytest.raises(DataNodeError, match="neither a predefined model"):
+        prepare_task("digits", "transformer")
+    wrong = tmp_path / "wrong.json"
+    wrong.write_bytes(model_spec_canonical_bytes(build_spec("mlp", 13, 3)))
+    with pytest.raises(DataNodeError, match="SML maps the dataset's 64 features"):
+        load_model_spec(str(wrong), load_builtin("digits"))
+    with pytest.raises(DataNodeError, match="image dataset"):
+        prepare_task("wine", "cnn")
+    for bad in (
+        dict(reward_wei=0), dict(min_train_bps=10_001), dict(time_limit_s=0),
+        dict(solutions_wanted=0), dict(solutions_wanted=MAX_ADMITTED + 1),
+    ):
+        params = {**dict(reward_wei=1, min_train_bps=1, time_limit_s=1, solutions_wanted=1), **bad}
+        with pytest.raises(DataNodeError):
+            data_node.check_task_parameters(**params)
+
+
+# --- posting --------------------------------------------------------------------------
+
+
+def test_post_task_escrows_the_reward_and_keeps_the_test_set_secret(w3, node, tmp_path):
+    registry = registry_contract(w3)
+    before = w3.eth.get_balance(registry.address)
+    task_id = post(w3, node, tmp_path)
+    assert task_id == 1
+    assert w3.eth.get_balance(registry.address) == before + ETHER
+
+    task = node.task(task_id)
+    local = load_local_task(tmp_path, task_id)
+    assert task.status == "open" and task.poster == to_canonical_address(POSTER.address)
+    assert task.test_set_commitment == local.test_set_commitment
+    assert (task.min_train_bps, task.time_limit, task.solutions_wanted) == (9000, 300, 2)
+    # Public: training set and spec. Secret: the test set (on disk only).
+    assert decode_dataset(node.blobs[task.dataset_digest]).n == local.record["train_samples"]
+    assert keccak(node.blobs[task.model_spec]) == task.model_spec
+    assert task.test_set_commitment not in node.blobs
+    assert local.test_set().n == local.record["test_samples"] == 359
+    assert local.record["task_id"] == 1 and local.record["transaction"].startswith("0x")
+    assert not list((tmp_path / "tasks").glob("posting-*"))
+
+    assert post(w3, node, tmp_path, solutions_wanted=1) == 2
+
+
+def test_post_task_reports_a_refusal_before_spending_gas(w3, node, tmp_path, monkeypatch):
+    monkeypatch.setattr(data_node, "MAX_SOLUTIONS_WANTED", 10**6)  # let the call reach the chain
+    monkeypatch.setattr(data_node, "check_task_parameters", lambda **_: None)
+    with pytest.raises(DataNodeError, match="refuses the task: .*time limit too long"):
+        post(w3, node, tmp_path, time_limit_s=400 * 86400)
+
+
+def test_a_reused_task_id_keeps_the_old_files(w3, node, tmp_path):
+    old = tmp_path / "tasks" / "1"
+    old.mkdir(parents=True)
+    (old / "note").write_text("from a chain that was reset")
+    assert post(w3, node, tmp_path) == 1
+    assert load_local_task(tmp_path, 1).record["task_id"] == 1
+    (aside,) = (tmp_path / "tasks").glob("1.replaced-*")
+    assert (aside / "note").exists()
+
+
+# --- release --------------------------------------------------------------------------
+
+
+def test_release_admits_the_valid_announcements_for_the_head(w3, node, tmp_path):
+    task_id = post(w3, node, tmp_path, solutions_wanted=3)
+    parent = head_hash(w3)
+    good = [node.announce(1, task_id, parent, 9400), node.announce(2, task_id, parent, 9700)]
+    node.announce(3, task_id, parent, 8000)  # below the task's minimum: useless
+    node.announce(4, task_id, keccak(b"elsewhere"))  # another parent
+    forged = SolutionAnnouncement.sign(
+        chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent, model_commitment=keccak(b"x"),
+        train_bps=9900, private_key=ACCOUNTS[5].key,
+    ).copy(miner=to_canonical_address(ACCOUNTS[6].address))
+    node.announced[(task_id, parent)].append(forged.encode())
+
+    outcome = release(w3, POSTER, task_id, tmp_path, client=node)
+    assert outcome.parent_hash == parent and not outcome.already_released
+    assert {a.miner for a in outcome.admitted} == {a.miner for a in good}
+    message = Release.decode(node.releases[(task_id, parent)]).verify(CHAIN_ID)
+    assert message.poster == to_canonical_address(POSTER.address)
+    assert set(message.admitted) == {a.model_commitment for a in good}
+    assert message.test_set_digest == node.task(task_id).test_set_commitment
+    assert node.blobs[message.test_set_digest] == load_local_task(tmp_path, task_id).test_blob
+    record = json.loads((tmp_path / "tasks" / str(task_id) / "release.json").read_text())
+    assert record["release_digest"] == "0x" + message.digest.hex()
+    # Asking again finds the release on the node and changes nothing.
+    again = release(w3, POSTER, task_id, tmp_path, client=node)
+    assert again.already_released and again.digest == message.digest
+
+
+def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(w3, node, tmp_path):
+    task_id = post(w3, node, tmp_path, solutions_wanted=2)
+    first_parent = head_hash(w3)
+    node.announce(1, task_id, first_parent)
+
+    def later() -> None:  # the head moves (a dev block), then two miners announce on it
+        time.sleep(0.3)
+        w3.eth.send_transaction({"from": ACCOUNTS[7].address, "to": ACCOUNTS[8].address, "value": 1})
+        parent = head_hash(w3)
+        node.announce(2, task_id, parent)
+        time.sleep(0.3)
+        node.announce(3, task_id, parent)
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    messages: list[str] = []
+    outcome = release(
+        w3, POSTER, task_id, tmp_path, client=node, wait_for=2, timeout_s=30, poll_s=0.05,
+        progress=messages.append,
+    )
+    thread.join()
+    assert outcome.parent_hash == head_hash(w3) != first_parent
+    assert len(outcome.admitted) == 2
+    assert messages[-1].endswith("2 of 2 solution(s) announced")
+
+
+def test_auto_release_settles_for_fewer_after_the_timeout(w3, node, tmp_path):
+    task_id = post(w3, node, tmp_path, solutions_wanted=3)
+    node.announce(1, task_id, head_hash(w3))
+    started = time.monotonic()
+    outcome = release(
+        w3, POSTER, task_id, tmp_path, client=node, wait_for=3, timeout_s=0.4, poll_s=0.05
+    )
+    assert 0.4 <= time.monotonic() - started < 5
+    assert len(outcome.admitted) == 1
+
+
+def test_release_refusals(w3, node, tmp_path):
+    task_id = post(w3, node, tmp_path)
+    with pytest.raises(DataNodeError, match="no solution announced"):
+        release(w3, POSTER, task_id, tmp_path, client=node)
+    node.announce(1, task_id, head_hash(w3))
+    with pytest.raises(DataNodeError, match="only the poster can release"):
+        release(w3, ACCOUNTS[1], task_id, tmp_path, client=node)
+    with pytest.raises(DataNodeError, match="no test set for task 9"):
+        release(w3, POSTER, 9, tmp_path, client=node)
+    local = tmp_path / "tasks" / str(task_id) / "test_set.plds"
+    local.write_bytes(local.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(DataNodeError, match="does not match"):
+        release(w3, POSTER, task_id, tmp_path, client=node)
+
+
+def test_valid_announcements_keeps_the_best_the_release_can_hold():
+    parent = bytes(32)
+    announcements = [
+        SolutionAnnouncement.sign(
+            chain_id=CHAIN_ID, task_id=4, parent_hash=parent, model_commitment=keccak(bytes([i])),
+            train_bps=9000 + i, private_key=ACCOUNTS[i % 10].key,
+        ).encode()
+        for i in range(MAX_ADMITTED + 6)
+    ]
+    chosen = valid_announcements(
+        announcements + [b"\x01garbage"] + announcements[:3],
+        task_id=4, parent_hash=parent, chain_id=CHAIN_ID,
+    )
+    assert len(chosen) == MAX_ADMITTED
+    best = sorted((9000 + i for i in range(6, MAX_ADMITTED + 6)), reverse=True)
+    assert [a.train_bps for a in chosen] == best
+    assert valid_announcements(announcements, task_id=4, parent_hash=parent, chain_id=1) == []
+
+
+# --- status ---------------------------------------------------------------------------
+
+
+def test_status_summarises_an_open_task(w3, node, tmp_path):
+    task_id = post(w3, node, tmp_path, reward_wei=ETHER * 3 // 2)
+    node.announce(1, task_id, head_hash(w3))
+    text = status(node, task_id)
+    assert text.splitlines()[0] == f"Task {task_id}: open"
+    assert "1.5 ETH (in escrow)" in text
+    assert "90.00 %" in text
+    assert "2 wanted, 1 announced" in text
+    with pytest.raises(DataNodeError, match="no task 42"):
+        status(node, 42)

@@ -1,0 +1,116 @@
+"""One PoLe height with real processes: a node, two miners, a data node, model delivery.
+
+    node      `pole node --dev` (automine: no block without a transaction, so the head
+              stays on the task's block while the miners work)
+    miners    two `pole mine --once` processes with different seeds
+    data node post_task, then release in auto mode (waits for both announcements)
+    checks    both miners sealed; the block with the best test accuracy (every revealed
+              model re-evaluated here) is canonical and was paid the escrow;
+              `pole model get` writes a model that predicts the raw held-out data with
+              the test accuracy the winning block claims; `pole task status` says settled
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from eth_utils import to_canonical_address
+from web3 import Web3
+
+from miner.integer_eval import evaluate_integer_model
+from miner.integer_model import decode_model
+from miner.sml import SML_EXPANSION, sml_for
+from pole_chain.client import PoLeClient
+from pole_chain.data_node import load_test_set, post_task, registry_contract, release
+from pole_chain.demo import REPO_ROOT, Children, pole_command, start_node
+from pole_chain.genesis import dev_accounts
+from pole_chain.model_delivery import load_delivered_model
+
+ACCOUNTS = dev_accounts()
+POSTER, MINERS = ACCOUNTS[0], ACCOUNTS[1:3]
+REWARD = 10**18
+MINER_TIMEOUT_S = 90
+
+
+@pytest.fixture
+def children(tmp_path):
+    processes = Children(tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *pole_command(*argv)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    )
+
+
+def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
+    _, url = start_node(children, tmp_path / "chain", "--dev")
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+    client = PoLeClient(w3)
+    miners = [
+        children.start(
+            f"miner{i}",
+            pole_command("mine", "--rpc", url, "--key", "0x" + bytes(a.key).hex(), "--seed", str(i),
+                         "--once", "--no-progress", "--poll", "0.3"),
+        )
+        for i, a in enumerate(MINERS)
+    ]
+    registry = registry_contract(w3)
+    before = {a.address: w3.eth.get_balance(a.address) for a in MINERS}
+
+    task_id = post_task(
+        w3, POSTER, dataset="digits", model="mlp", reward_wei=REWARD, min_train_bps=9000,
+        time_limit_s=120, solutions_wanted=2, seed=1, workdir=tmp_path / "data-node", client=client,
+    )
+    assert w3.eth.get_balance(registry.address) == REWARD
+    outcome = release(w3, POSTER, task_id, tmp_path / "data-node", wait_for=2, timeout_s=60,
+                      client=client, poll_s=0.2)
+    assert len(outcome.admitted) == 2
+
+    deadline = time.monotonic() + MINER_TIMEOUT_S
+    for miner in miners:
+        miner.process.wait(timeout=max(1, deadline - time.monotonic()))
+        assert miner.process.returncode == 0, f"{miner.name} did not seal:\n{miner.log_tail()}"
+
+    # Every admitted model, re-evaluated here on the held-out data: the best one must win.
+    test_set = load_test_set(tmp_path / "data-node", task_id)
+    scores = {}
+    for announcement in outcome.admitted:
+        model = decode_model(client.get_model(announcement.model_commitment))
+        sml = sml_for(outcome.parent_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
+        scores[announcement.miner] = evaluate_integer_model(model, sml, test_set)
+    task = client.task(task_id)
+    assert task.status == "settled"
+    result = task.result
+    assert result.test_bps == max(scores.values())
+    assert scores[result.winner] == result.test_bps
+    head = w3.eth.get_block(result.block_number)
+    assert to_canonical_address(head["miner"]) == result.winner
+    assert head["difficulty"] == result.test_bps
+    # The escrow went to the winner (miners send no transactions, so balances move by it alone).
+    for account in MINERS:
+        paid = w3.eth.get_balance(account.address) - before[account.address]
+        assert paid == (REWARD if to_canonical_address(account.address) == result.winner else 0)
+    assert w3.eth.get_balance(registry.address) == 0
+
+    # `pole model get`, then the delivered module on the raw held-out data.
+    out = tmp_path / "model"
+    got = run_cli("model", "get", str(task_id), "--rpc", url, "--out", str(out))
+    assert got.returncode == 0, got.stderr
+    predictions = load_delivered_model(out).predict(test_set.features)
+    correct = int((predictions == test_set.labels).sum())
+    assert correct * 10000 // test_set.n == result.test_bps
+
+    shown = run_cli("task", "status", str(task_id), "--rpc", url)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Task {task_id}: settled" in shown.stdout
+    assert Web3.to_checksum_address(result.winner) in shown.stdout
+
+    refused = run_cli("model", "get", "99", "--rpc", url, "--out", str(tmp_path / "none"))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
