@@ -340,7 +340,11 @@ class Miner:
         )
         if self._stop.is_set():
             raise _Stop(Outcome.STOPPED, "stopped during training")
-        if self.head().hash != head.hash:
+        try:
+            moved = self.head().hash != head.hash
+        except TRANSIENT_ERRORS:
+            moved = False  # cannot tell now; the retried step compares heads before using the work
+        if moved:
             raise _Stop(Outcome.HEAD_CHANGED, f"head moved during training ({trained.seconds:.1f} s)")
         if not trained.met_target:
             raise _Stop(

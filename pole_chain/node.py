@@ -607,6 +607,8 @@ class Node:
                     test_bps=request.test_bps,
                     release_digest=request.release_digest,
                     parent=parent,
+                    # dev nodes keep their clock controls (evm_increaseTime) for PoLe blocks too
+                    timestamp=self.next_timestamp(parent) if self.dev else None,
                 )
             except ValidationError as exc:
                 raise BlockRejected(f"PoLe block refused: {exc}") from exc

@@ -1,23 +1,29 @@
-"""The miner process, one height at a time.
+"""The miner process, one height at a time, against real `pole node --dev` processes.
 
-First against `FakeNode`, an in-memory stand-in for PoLeClient (every branch of a height:
-seal, refusal, abandonment, node errors), then end to end against a real `pole node --dev`
-process where the test plays the data node.
+The test plays the data node (posts the task, uploads blobs, signs the release) and drives
+`Miner.step()` / `Miner.run()`; the miner talks to the node only over HTTP through
+`PoLeClient`. Everything the miner meets is produced for real: new heads are dev blocks
+(evm_mine), time passes with evm_increaseTime, outages are a node process stopped and
+started again on the same port, a node that lost data has a blob file damaged on its disk.
+Each test runs on an evm_snapshot of one module-wide node and reverts it afterwards; the
+outage tests have a node of their own, restarted on the same port and data directory.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
-import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 from eth_utils import keccak
@@ -34,23 +40,36 @@ from miner.model_spec import build_spec, model_spec_canonical_bytes, model_spec_
 from miner.sml import sml_for
 from miner.training import Hyperparams
 from pole_chain.client import NodeError, PoLeClient, TaskInfo
-from pole_chain.constants import CHAIN_ID, REGISTRY_ADDRESS
 from pole_chain.cli import build_parser
+from pole_chain.constants import CHAIN_ID, REGISTRY_ADDRESS
 from pole_chain.genesis import dev_accounts
 from pole_chain.node_process import NodeProcess, child_environment
 
 ACCOUNTS = dev_accounts()
 POSTER, MINER, OTHER = ACCOUNTS[1], ACCOUNTS[2], ACCOUNTS[3]
+POSTER_ADDRESS = bytes.fromhex(POSTER.address[2:])
 MINER_ADDRESS = bytes.fromhex(MINER.address[2:])
+OTHER_ADDRESS = bytes.fromhex(OTHER.address[2:])
 TARGET_BPS = 9000
-NOW = 1_800_000_000
+ETHER = 10**18
+WAIT_S = 30.0
+POLL_S = 0.02
 
 
-@pytest.fixture(scope="module")
-def digits():
-    train, test = split_dataset(load_builtin("digits"), 0.2, seed=1, test_salt=bytes(range(32)))
+# --------------------------------------------------------------------------------------
+# Task data
+# --------------------------------------------------------------------------------------
+
+
+def task_data(seed: int) -> SimpleNamespace:
+    """A digits split: training set, secret test set, the MLP spec, their canonical bytes.
+
+    Each seed gives other blobs (other digests), for tests that must start with a blob the
+    node has never seen or that damage the node's copy of one.
+    """
+    train, test = split_dataset(load_builtin("digits"), 0.2, seed=seed, test_salt=bytes(range(32)))
     spec = build_spec("mlp", train.d, train.num_classes)
-    return SimpleNamespace(
+    data = SimpleNamespace(
         train=train,
         test=test,
         spec=spec,
@@ -58,381 +77,902 @@ def digits():
         test_blob=encode_dataset(test),
         spec_blob=model_spec_canonical_bytes(spec),
     )
+    data.train_digest = keccak(data.train_blob)
+    data.test_digest = keccak(data.test_blob)
+    return data
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return task_data(1)
 
 
 # --------------------------------------------------------------------------------------
-# A fake node: PoLeClient's methods over in-memory state
+# Nodes and clients
 # --------------------------------------------------------------------------------------
 
 
-class FakeNode:
-    """What the miner sees of a node: head, best task, blobs, messages, seals.
+@dataclass(frozen=True)
+class Call:
+    method: str
+    params: tuple
+    error: Optional[BaseException]  # None: the node answered
 
-    `admit` plays the data node: called with each announcement, it returns the commitments
-    to admit (None: no release yet). Hooks let a test move the head or fail a call.
+
+class RecordingClient(PoLeClient):
+    """The real client, keeping a log of the pole_* calls made through it.
+
+    `before(method, action)` runs `action` once, right before the next call of `method`
+    goes out: a test stops the node there to fail exactly that call for real.
     """
 
-    def __init__(self, digits, *, admit: Optional[Callable] = None) -> None:
-        self.digits = digits
-        self.chain_id = CHAIN_ID
-        self.w3 = SimpleNamespace(eth=self)
-        self.heads = [(17, keccak(b"head 17"), NOW)]
-        self.blobs = {keccak(b): b for b in (digits.train_blob, digits.spec_blob, digits.test_blob)}
-        self.task: Optional[TaskInfo] = make_task(digits)
-        self.admit = admit if admit is not None else (lambda ann: [ann.model_commitment])
-        self.announcements: list[SolutionAnnouncement] = []
-        self.releases: dict[tuple[int, bytes], bytes] = {}
-        self.models: dict[bytes, bytes] = {}
-        self.sealed: list[dict] = []
-        self.refuse: Optional[str] = None
-        self.blob_requests: list[bytes] = []
-        self.on_get_block: Callable[[int], None] = lambda calls: None
-        self.get_block_calls = 0
-        self.fail_next: dict[str, BaseException] = {}
+    def __init__(self, w3: Web3) -> None:
+        super().__init__(w3)
+        self.calls: list[Call] = []
+        self._before: dict[str, Callable[[], None]] = {}
 
-    # head
-    @property
-    def head(self):
-        return self.heads[-1]
+    def before(self, method: str, action: Callable[[], None]) -> None:
+        self._before[method] = action
 
-    def new_head(self) -> None:
-        number, _, timestamp = self.head
-        self.heads.append((number + 1, keccak(b"head %d" % (number + 1)), timestamp + 1))
-
-    def get_block(self, ident):
-        assert ident == "latest"
-        self.get_block_calls += 1
-        self.on_get_block(self.get_block_calls)
-        number, block_hash, timestamp = self.head
-        return {"number": number, "hash": block_hash, "timestamp": timestamp}
-
-    def _maybe_fail(self, name: str) -> None:
-        if name in self.fail_next:
-            raise self.fail_next.pop(name)
-
-    # PoLeClient
-    def best_task(self):
-        self._maybe_fail("best_task")
-        return self.task
-
-    def get_blob(self, digest: bytes) -> bytes:
-        self.blob_requests.append(digest)
-        if digest not in self.blobs:
-            raise NodeError("pole_getBlob", {"code": -32004, "message": "blob not found"})
-        return self.blobs[digest]
-
-    def announce(self, raw: bytes) -> bool:
-        self._maybe_fail("announce")
-        announcement = SolutionAnnouncement.decode(raw).verify(CHAIN_ID)
-        self.announcements.append(announcement)
-        admitted = self.admit(announcement)
-        if admitted is not None:
-            release = Release.sign(
-                chain_id=CHAIN_ID,
-                task_id=announcement.task_id,
-                parent_hash=announcement.parent_hash,
-                test_set_digest=keccak(self.digits.test_blob),
-                admitted=admitted,
-                private_key=POSTER.key,
-            )
-            self.releases[(release.task_id, release.parent_hash)] = release.encode()
-        return True
-
-    def get_release(self, task_id: int, parent_hash: bytes):
-        self._maybe_fail("get_release")
-        return self.releases.get((task_id, parent_hash))
-
-    def reveal_model(self, blob: bytes, coinbase: bytes, parent_hash: bytes) -> bytes:
-        commitment = commitment_for(blob, coinbase, parent_hash)
-        self.models[commitment] = blob
-        return commitment
-
-    def seal_block(self, **request) -> bytes:
-        self._maybe_fail("seal_block")
-        if self.refuse:
-            raise NodeError("pole_sealBlock", {"code": -32010, "message": self.refuse})
-        self.sealed.append(request)
-        return keccak(b"block %d" % len(self.sealed))
-
-
-def make_task(digits, **changes) -> TaskInfo:
-    fields = dict(
-        task_id=3,
-        poster=bytes.fromhex(POSTER.address[2:]),
-        reward=10**18,
-        model_spec=model_spec_digest(digits.spec),
-        dataset_digest=keccak(digits.train_blob),
-        test_set_commitment=keccak(digits.test_blob),
-        min_train_bps=TARGET_BPS,
-        time_limit=600,
-        solutions_wanted=1,
-        posted_at=NOW - 10,
-        deadline=NOW + 590,
-        status="open",
-        result=None,
-    )
-    fields.update(changes)
-    return TaskInfo(**fields)
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_miner(node: FakeNode, clock: Optional[Clock] = None, **config) -> Miner:
-    config.setdefault("poll_s", 0.01)
-    config.setdefault("progress", False)
-    return Miner(node, MINER, MinerConfig(**config), clock=clock or Clock())  # type: ignore[arg-type]
-
-
-# --------------------------------------------------------------------------------------
-# One height against the fake node
-# --------------------------------------------------------------------------------------
-
-
-def test_height_from_task_to_sealed_block(digits, caplog):
-    node = FakeNode(digits)
-    miner = make_miner(node)
-    with caplog.at_level(logging.INFO, logger="pole.miner"):
-        result = miner.step()
-    assert result.outcome is Outcome.SEALED, result
-    _, head_hash, _ = node.head
-
-    # The announcement: signed by the miner for this task and parent, the train claim.
-    (announcement,) = node.announcements
-    assert announcement.miner == MINER_ADDRESS and announcement.parent_hash == head_hash
-    assert announcement.task_id == 3 and announcement.train_bps >= TARGET_BPS
-
-    # The reveal and the seal say what consensus will recompute from the blob.
-    (seal,) = node.sealed
-    blob = node.models[seal["commitment"]]
-    assert seal["commitment"] == commitment_for(blob, MINER_ADDRESS, head_hash)
-    assert seal["commitment"] == announcement.model_commitment
-    model = decode_model(blob)
-    sml = sml_for(head_hash, MINER_ADDRESS, digits.train.d)
-    assert seal["train_bps"] == evaluate_integer_model(model, sml, digits.train) == announcement.train_bps
-    assert seal["test_bps"] == evaluate_integer_model(model, sml, digits.test) > 8000
-    release = Release.decode(node.releases[(3, head_hash)])
-    assert seal["release_digest"] == release.digest
-    assert seal["parent_hash"] == head_hash and seal["coinbase"] == MINER_ADDRESS
-    assert seal["task_id"] == 3
-    assert result.block_hash == keccak(b"block 1") and result.finished_attempt
-
-    # Two log lines for the height: the announcement and the seal.
-    lines = [r.getMessage() for r in caplog.records if r.name == "pole.miner"]
-    assert len(lines) == 2, lines
-    assert lines[0].startswith("task 3 @ block 17 (0x") and "announced 0x" in lines[0]
-    assert "bps train in" in lines[0]
-    assert f"test {seal['test_bps']} bps; sealed block 18 (0x" in lines[1]
-
-    # The same head is not worked on twice; a new head is a new height (blobs cached).
-    assert miner.step().outcome is Outcome.SEEN
-    requests = len(node.blob_requests)
-    node.new_head()
-    assert miner.step().outcome is Outcome.SEALED
-    assert len(node.sealed) == 2
-    assert len(node.blob_requests) == requests + 1  # the test set; task blobs come from the cache
-
-
-def test_no_task_overdue_and_settled_are_skipped_quietly(digits, caplog):
-    node = FakeNode(digits)
-    node.task = None
-    miner = make_miner(node)
-    with caplog.at_level(logging.INFO, logger="pole.miner"):
-        assert miner.step().outcome is Outcome.NO_TASK
-        assert miner.step().outcome is Outcome.NO_TASK  # logged once per head
-        node.task = make_task(digits, deadline=NOW)  # deadline == head time: overdue
-        assert miner.step().outcome is Outcome.OVERDUE
-        node.task = make_task(digits, status="settled")
-        assert miner.step().outcome is Outcome.NO_TASK
-    assert node.blob_requests == [] and node.announcements == []
-    messages = [r.getMessage() for r in caplog.records]
-    assert sum("no open task" in m for m in messages) == 1
-    assert any("overdue" in m or "not after the head's time" in m for m in messages)
-
-
-def test_head_change_during_training_abandons_before_announcing(digits, monkeypatch):
-    node = FakeNode(digits)
-    real_train = mining.train_model
-
-    def train_then_new_block(*args, **kwargs):
-        result = real_train(*args, **kwargs)
-        node.new_head()  # someone else's block arrived meanwhile
+    def call(self, method: str, *params: Any) -> Any:
+        action = self._before.pop(method, None)
+        if action is not None:
+            action()
+        try:
+            result = super().call(method, *params)
+        except Exception as error:
+            self.calls.append(Call(method, params, error))
+            raise
+        self.calls.append(Call(method, params, None))
         return result
 
-    monkeypatch.setattr(mining, "train_model", train_then_new_block)
-    result = make_miner(node).step()
+    def made(self, method: str, *, ok: Optional[bool] = None) -> list[Call]:
+        return [
+            c for c in list(self.calls)
+            if c.method == method and (ok is None or (c.error is None) == ok)
+        ]
+
+    def blob_requests(self) -> list[bytes]:
+        return [bytes.fromhex(c.params[0][2:]) for c in self.made("pole_getBlob")]
+
+
+@pytest.fixture(scope="module")
+def devnode(tmp_path_factory):
+    process = NodeProcess(tmp_path_factory.mktemp("mining-node")).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(devnode):
+    """The data node's (and the test's) client; the chain is reverted after the test."""
+    client = PoLeClient(devnode.web3())
+    snapshot = client.call("evm_snapshot")
+    yield client
+    assert client.call("evm_revert", snapshot) is True
+
+
+@pytest.fixture
+def miner_client(devnode):
+    """The miner's own connection to the node, recording what it asks."""
+    return RecordingClient(devnode.web3())
+
+
+def blob_file(node: NodeProcess, digest: bytes) -> Path:
+    """Where the node keeps a blob (pole_chain/blob_store.py: root/<2 hex>/<64 hex>)."""
+    name = digest.hex()
+    path = Path(node.datadir) / "blobs" / name[:2] / name
+    assert path.is_file(), path
+    return path
+
+
+def damage_blob(node: NodeProcess, digest: bytes) -> None:
+    """Corrupt the node's copy of a blob on disk: it re-hashes on read and reports it missing."""
+    blob_file(node, digest).write_bytes(b"damaged on disk")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RestartableNode:
+    """A `pole node --dev` on a fixed port and data directory, stopped and started again."""
+
+    def __init__(self, datadir: Path) -> None:
+        self.datadir = datadir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: Optional[NodeProcess] = None
+        self.down = threading.Event()
+
+    def start(self) -> None:
+        self.process = NodeProcess(self.datadir, "--rpc-port", str(self.port)).start()
+        assert self.process.url == self.url
+        self.down.clear()
+
+    def stop(self) -> None:
+        assert self.process is not None
+        assert self.process.stop() == 0
+        self.down.set()
+
+    def close(self) -> None:
+        if self.process is not None and self.process.process.poll() is None:
+            self.process.stop()
+
+
+@pytest.fixture
+def restartable(tmp_path):
+    node = RestartableNode(tmp_path / "node")
+    node.start()
+    yield node
+    node.close()
+
+
+# --------------------------------------------------------------------------------------
+# The data node's side and the chain controls
+# --------------------------------------------------------------------------------------
+
+_REWARD_SALT = itertools.count(1)
+
+
+def dev(client: PoLeClient, method: str, *params: Any) -> Any:
+    return client.call(method, *params)
+
+
+def latest(client: PoLeClient):
+    return client.w3.eth.get_block("latest")
+
+
+def post_task(
+    client: PoLeClient,
+    data,
+    *,
+    time_limit: int = 600,
+    min_train_bps: int = TARGET_BPS,
+    model_spec: Optional[bytes] = None,
+    upload_training_set: bool = True,
+) -> TaskInfo:
+    """Post a task the way a data node does: public blobs first, then the escrow transaction.
+
+    Each task pays more than any earlier one (and a few wei more than any task a reverted
+    test posted, so no two tests mine the same block), so it is the best open task.
+    """
+    if upload_training_set:
+        assert client.put_blob(data.train_blob) == data.train_digest
+    assert client.put_blob(data.spec_blob) == model_spec_digest(data.spec)
+    registry = client.w3.eth.contract(
+        address=Web3.to_checksum_address(REGISTRY_ADDRESS), abi=load_artifact(TASK_REGISTRY).abi
+    )
+    task_id = registry.functions.task_count().call() + 1
+    reward = task_id * ETHER + next(_REWARD_SALT)
+    tx_hash = registry.functions.post_task(
+        model_spec or model_spec_digest(data.spec),
+        data.train_digest,
+        data.test_digest,
+        min_train_bps,
+        time_limit,
+        1,
+    ).transact({"from": POSTER.address, "value": reward})
+    assert client.w3.eth.get_transaction_receipt(tx_hash).status == 1  # automine: already mined
+    task = client.best_task()
+    assert task is not None and task.task_id == task_id and task.reward == reward
+    return task
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_announcement(client: PoLeClient, task: TaskInfo, parent: bytes) -> SolutionAnnouncement:
+    (raw,) = wait_for(lambda: client.announcements(task.task_id, bytes(parent)), "the announcement")
+    return SolutionAnnouncement.decode(raw).verify(CHAIN_ID)
+
+
+def sign_release(task: TaskInfo, parent: bytes, admitted: list[bytes], *, key=POSTER.key,
+                 test_set_digest: Optional[bytes] = None, task_id: Optional[int] = None) -> Release:
+    return Release.sign(
+        chain_id=CHAIN_ID,
+        task_id=task.task_id if task_id is None else task_id,
+        parent_hash=bytes(parent),
+        test_set_digest=task.test_set_commitment if test_set_digest is None else test_set_digest,
+        admitted=admitted,
+        private_key=key,
+    )
+
+
+def release_for(client: PoLeClient, data, task: TaskInfo, parent: bytes, admitted: list[bytes]) -> Release:
+    """The data node's release: the test set blob, then the signed admitted list."""
+    assert client.put_blob(data.test_blob) == task.test_set_commitment
+    release = sign_release(task, parent, admitted)
+    assert client.release(release.encode())
+    return release
+
+
+# --------------------------------------------------------------------------------------
+# Miners
+# --------------------------------------------------------------------------------------
+
+
+def make_miner(client: PoLeClient, account=MINER, *, clock: Callable[[], float] = time.time,
+               **config) -> Miner:
+    config.setdefault("poll_s", POLL_S)
+    config.setdefault("progress", False)
+    return Miner(client, account, MinerConfig(**config), clock=clock)
+
+
+class Job:
+    """`miner.step()` or `miner.run()` on a thread of its own."""
+
+    def __init__(self, target: Callable[[], Optional[HeightResult]]) -> None:
+        self.results: list[Optional[HeightResult]] = []
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._main, args=(target,), daemon=True)
+        self.thread.start()
+
+    def _main(self, target) -> None:
+        try:
+            self.results.append(target())
+        except BaseException as error:  # handed to the test by result()
+            self.errors.append(error)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def result(self, timeout: float = WAIT_S) -> Optional[HeightResult]:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the miner did not finish"
+        if self.errors:
+            raise self.errors[0]
+        (result,) = self.results
+        return result
+
+
+@pytest.fixture
+def background():
+    """Start miners on threads; every one still running is stopped after the test."""
+    started: list[tuple[Miner, Job]] = []
+
+    def start(miner: Miner, *, run: bool = False, once: bool = False) -> Job:
+        job = Job((lambda: miner.run(once=once)) if run else miner.step)
+        started.append((miner, job))
+        return job
+
+    yield start
+    for miner, job in started:
+        miner.stop()
+        job.thread.join(WAIT_S)
+
+
+def seal_as(account, client: PoLeClient, data, task: TaskInfo, background) -> HeightResult:
+    """Another miner wins `task` on the current head (the data node admits it)."""
+    head = latest(client)
+    job = background(make_miner(PoLeClient(client.w3), account))
+    announcement = wait_announcement(client, task, head.hash)
+    release_for(client, data, task, head.hash, [announcement.model_commitment])
+    result = job.result()
+    assert result.outcome is Outcome.SEALED, result
+    return result
+
+
+def miner_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pole.miner"]
+
+
+def spy_on_training(monkeypatch, after: Callable[[Any], None] = lambda trained: None) -> list:
+    """Count real train_model runs (and run `after` on each result) inside the miner."""
+    runs: list = []
+    real_train = mining.train_model
+
+    def train(*args, **kwargs):
+        trained = real_train(*args, **kwargs)
+        runs.append(trained)
+        after(trained)
+        return trained
+
+    monkeypatch.setattr(mining, "train_model", train)
+    return runs
+
+
+# --------------------------------------------------------------------------------------
+# One height: sealed
+# --------------------------------------------------------------------------------------
+
+
+def test_height_from_task_to_sealed_block_and_paid(client, miner_client, digits, caplog, background):
+    w3 = client.w3
+    task = post_task(client, digits)
+    head = latest(client)
+    parent = bytes(head.hash)
+    balance_before = w3.eth.get_balance(MINER.address)
+    miner = make_miner(miner_client)
+    with caplog.at_level(logging.INFO, logger="pole.miner"):
+        job = background(miner)
+        announcement = wait_announcement(client, task, parent)
+        release = release_for(client, digits, task, parent, [announcement.model_commitment])
+        result = job.result()
+    assert result.outcome is Outcome.SEALED, result
+    assert result.finished_attempt and result.head_hash == parent and result.task_id == task.task_id
+
+    # The announcement: signed by the miner for this task and parent, the train claim.
+    assert announcement.miner == MINER_ADDRESS and announcement.parent_hash == parent
+    assert announcement.task_id == task.task_id and announcement.train_bps >= TARGET_BPS
+    commitment = announcement.model_commitment
+    assert result.commitment == commitment and result.train_bps == announcement.train_bps
+
+    # The block on the chain: the seal says what consensus recomputed from the revealed blob.
+    block = latest(client)
+    assert bytes(block.hash) == result.block_hash and block.number == head.number + 1
+    assert block.parentHash == head.hash and block.miner == MINER.address
+    assert bytes(block.mixHash) == commitment
+    assert int.from_bytes(bytes(block.nonce), "big") == task.task_id
+    assert block.difficulty == result.test_bps
+    blob = client.get_model(commitment)
+    assert blob is not None and commitment_for(blob, MINER_ADDRESS, parent) == commitment
+    model = decode_model(blob)
+    sml = sml_for(parent, MINER_ADDRESS, digits.train.d)
+    assert result.train_bps == evaluate_integer_model(model, sml, digits.train)
+    assert result.test_bps == evaluate_integer_model(model, sml, digits.test) > 8000
+
+    # The task is settled with this solution and the escrow paid to the miner.
+    settled = client.task(task.task_id)
+    assert settled.status == "settled" and settled.result is not None
+    assert settled.result.winner == MINER_ADDRESS and settled.result.model_commitment == commitment
+    assert (settled.result.train_bps, settled.result.test_bps) == (result.train_bps, result.test_bps)
+    assert settled.result.release_digest_prefix == release.digest[:24]
+    assert settled.result.block_number == head.number + 1
+    assert w3.eth.get_balance(MINER.address) == balance_before + task.reward
+
+    # Two log lines for the height: the announcement and the seal.
+    lines = miner_lines(caplog)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"task {task.task_id} @ block {head.number} (0x")
+    assert "bps train in" in lines[0] and f"announced 0x{commitment.hex()[:8]}" in lines[0]
+    assert f"test {result.test_bps} bps; sealed block {head.number + 1} (0x" in lines[1]
+
+    # The miner's own block is the next head: its task is settled, nothing left to mine.
+    assert miner.step().outcome is Outcome.NO_TASK
+
+    # A new task is a new height; its blobs come from the cache, only the test set is fetched.
+    fetched = len(miner_client.blob_requests())
+    second = post_task(client, digits)
+    head2 = latest(client)
+    job = background(miner)
+    announcement2 = wait_announcement(client, second, head2.hash)
+    release_for(client, digits, second, head2.hash, [announcement2.model_commitment])
+    result2 = job.result()
+    assert result2.outcome is Outcome.SEALED and result2.head_number == head2.number
+    assert miner_client.blob_requests()[fetched:] == [digits.test_digest]
+    assert client.task(second.task_id).result.winner == MINER_ADDRESS
+
+
+# --------------------------------------------------------------------------------------
+# Nothing to mine
+# --------------------------------------------------------------------------------------
+
+
+def test_no_task_overdue_expired_and_settled_are_skipped_quietly(
+    client, miner_client, digits, caplog, background
+):
+    miner = make_miner(miner_client)
+    with caplog.at_level(logging.INFO, logger="pole.miner"):
+        genesis_head = latest(client)
+        assert client.best_task() is None
+        assert miner.step().outcome is Outcome.NO_TASK
+        assert miner.step().outcome is Outcome.NO_TASK  # logged once per head
+
+        # A head whose time is the task's deadline: still open (it expires only after its
+        # deadline), but nothing can be trained for it any more.
+        task = post_task(client, digits, time_limit=30)
+        dev(client, "evm_mine", hex(task.deadline))
+        at_deadline = latest(client)
+        assert at_deadline.timestamp == task.deadline
+        assert client.best_task().task_id == task.task_id
+        overdue = miner.step()
+        assert overdue.outcome is Outcome.OVERDUE and overdue.head_number == at_deadline.number
+        assert overdue.reason == f"deadline {task.deadline} is not after the head's time {task.deadline}"
+
+        # The next block expires it.
+        dev(client, "evm_mine")
+        assert client.task(task.task_id).status == "expired"
+        assert miner.step().outcome is Outcome.NO_TASK
+
+        # Another miner settles the next task: on its block there is nothing left.
+        other = post_task(client, digits)
+        seal_as(OTHER, client, digits, other, background)
+        assert client.task(other.task_id).result.winner == OTHER_ADDRESS
+        assert miner.step().outcome is Outcome.NO_TASK
+
+    # Skipped quietly: nothing fetched, nothing announced, one line per head.
+    assert miner_client.made("pole_getBlob") == [] and miner_client.made("pole_announce") == []
+    lines = miner_lines(caplog)
+    assert sum(line.endswith(": no open task") for line in lines) == 3, lines
+    assert lines[0] == f"block {genesis_head.number} (0x{bytes(genesis_head.hash).hex()[:8]}…): no open task"
+    overdue_line = f"deadline {task.deadline} is not after the head's time {task.deadline}"
+    assert sum(line.endswith(overdue_line) for line in lines) == 1, lines
+    assert not any("abandoned" in line or "skipped" in line for line in lines), lines
+
+
+# --------------------------------------------------------------------------------------
+# Head changes
+# --------------------------------------------------------------------------------------
+
+
+def test_head_change_during_training_abandons_before_announcing(
+    client, miner_client, digits, monkeypatch, background
+):
+    task = post_task(client, digits)
+    head = latest(client)
+    # Someone else's block arrives while the miner trains (right after training returns).
+    mined: list[bytes] = []
+
+    def new_block(trained) -> None:
+        if not mined:
+            dev(client, "evm_mine")
+            mined.append(bytes(latest(client).hash))
+
+    runs = spy_on_training(monkeypatch, new_block)
+    miner = make_miner(miner_client)
+    result = miner.step()
     assert result.outcome is Outcome.HEAD_CHANGED and not result.announced
-    assert "during training" in result.reason
-    assert node.announcements == [] and node.sealed == []
+    assert result.reason.startswith("head moved during training")
+    assert len(runs) == 1 and runs[0].met_target
+    assert client.announcements(task.task_id, bytes(head.hash)) == []
+    assert miner_client.made("pole_announce") == []
+    assert latest(client).number == head.number + 1  # the dev block, nothing sealed
+
+    # The new head is the next height: trained again behind its own SML, announced there.
+    job = background(miner)
+    announcement = wait_announcement(client, task, mined[0])
+    assert announcement.miner == MINER_ADDRESS and len(runs) == 2
+    miner.stop()
+    assert job.result().outcome is Outcome.STOPPED
 
 
-def test_training_hook_notices_a_new_head(digits, monkeypatch):
-    """train_model's `should_stop` hook asks the node: a new head stops training early."""
-    node = FakeNode(digits)
-    answers = []
+def test_training_hook_notices_a_new_head(client, miner_client, digits, monkeypatch):
+    """train_model's `should_stop` hook asks the node, at most once per poll interval."""
+    task = post_task(client, digits)
+    head = latest(client)
+    poll_s = 0.5
+    answers: list[bool] = []
     real_train = mining.train_model
 
     def train_with_hook(*args, should_stop, **kwargs):
-        answers.append(should_stop())  # head unchanged
-        node.new_head()
-        time.sleep(0.02)  # past the poll interval: the hook asks the node again
-        answers.append(should_stop())
-        return real_train(*args, **kwargs)
+        time.sleep(poll_s * 1.1)
+        answers.append(should_stop())  # asks the node: same head
+        dev(client, "evm_mine")
+        answers.append(should_stop())  # within the poll interval: does not ask yet
+        time.sleep(poll_s * 1.1)
+        answers.append(should_stop())  # asks again: the head moved
+        return real_train(*args, should_stop=should_stop, **kwargs)
 
     monkeypatch.setattr(mining, "train_model", train_with_hook)
-    result = make_miner(node).step()
-    assert answers == [False, True]
-    assert result.outcome is Outcome.HEAD_CHANGED and node.announcements == []
+    result = make_miner(miner_client, poll_s=poll_s).step()
+    assert answers == [False, False, True]
+    assert result.outcome is Outcome.HEAD_CHANGED and not result.announced
+    assert client.announcements(task.task_id, bytes(head.hash)) == []
 
 
-def test_release_that_does_not_admit_us_is_abandoned(digits, caplog):
-    node = FakeNode(digits, admit=lambda ann: [keccak(b"someone else")])
-    miner = make_miner(node)
-    with caplog.at_level(logging.INFO, logger="pole.miner"):
-        result = miner.step()
-    assert result.outcome is Outcome.NOT_ADMITTED and result.announced
-    assert "not ours" in result.reason
-    assert node.models == {} and node.sealed == []  # weights stay private
-    assert any("abandoned: release 0x" in r.getMessage() for r in caplog.records)
-    assert miner.step().outcome is Outcome.SEEN  # no retraining on this head
-
-
-@pytest.mark.parametrize(
-    "tamper, reason",
-    [
-        (lambda node: setattr(node, "task", make_task(node.digits, poster=b"\x01" * 20)), "task poster"),
-        (lambda node: setattr(node, "task", make_task(node.digits, test_set_commitment=b"\x02" * 32)),
-         "committed to"),
-    ],
-)
-def test_release_not_matching_the_task_is_refused(digits, tamper, reason):
-    node = FakeNode(digits)
-    tamper(node)
-    result = make_miner(node).step()
-    assert result.outcome is Outcome.BAD_RELEASE and reason in result.reason
-    assert node.sealed == []
-
-
-def test_forged_release_signature_is_refused(digits):
-    node = FakeNode(digits, admit=lambda ann: None)
-    miner = make_miner(node)
-    node.on_get_block = lambda calls: forge_release(node) if node.announcements else None
-    result = miner.step()
-    assert result.outcome is Outcome.BAD_RELEASE and "release rejected" in result.reason
-
-
-def forge_release(node: FakeNode) -> None:
-    """A release signed by someone else that claims the poster's address."""
-    _, head_hash, _ = node.head
-    genuine = Release.sign(
-        chain_id=CHAIN_ID, task_id=3, parent_hash=head_hash,
-        test_set_digest=keccak(node.digits.test_blob),
-        admitted=[node.announcements[0].model_commitment], private_key=OTHER.key,
-    )
-    forged = Release(**{**genuine.as_dict(), "poster": bytes.fromhex(POSTER.address[2:])})
-    node.releases[(3, head_hash)] = forged.encode()
-
-
-def test_no_release_by_the_deadline_gives_up(digits):
-    node = FakeNode(digits, admit=lambda ann: None)  # the poster never answers
-    clock = Clock()
-    node.on_get_block = lambda calls: setattr(clock, "now", clock.now + 60)
-    result = make_miner(node, clock).step()
-    assert result.outcome is Outcome.DEADLINE_PASSED and result.announced
-    assert clock.now > node.task.deadline + mining.RELEASE_GRACE_S
-
-
-def test_head_change_while_waiting_for_the_release_abandons(digits):
-    node = FakeNode(digits, admit=lambda ann: None)
-    node.on_get_block = lambda calls: node.new_head() if node.announcements and len(node.heads) == 1 else None
-    result = make_miner(node).step()
+def test_head_change_while_waiting_for_the_release_abandons(client, miner_client, digits, background):
+    task = post_task(client, digits)
+    head = latest(client)
+    miner = make_miner(miner_client)
+    job = background(miner)
+    announcement = wait_announcement(client, task, head.hash)
+    dev(client, "evm_mine")
+    new_head = latest(client)
+    result = job.result()
     assert result.outcome is Outcome.HEAD_CHANGED and result.announced
-    assert "head moved to block 18" in result.reason
+    assert result.commitment == announcement.model_commitment
+    assert result.reason == f"head moved to block {head.number + 1} (0x{bytes(new_head.hash).hex()[:8]}…)"
+    assert client.get_model(announcement.model_commitment) is None  # nothing revealed
+
+    # The new head is worked on next.
+    job = background(miner)
+    again = wait_announcement(client, task, new_head.hash)
+    assert again.miner == MINER_ADDRESS and again.train_bps >= TARGET_BPS
+    miner.stop()
+    assert job.result().outcome is Outcome.STOPPED
 
 
-def test_test_set_uploaded_after_the_release_is_waited_for(digits):
-    node = FakeNode(digits)
-    test_digest = keccak(digits.test_blob)
-    node.blobs.pop(test_digest)
-    node.on_get_block = lambda calls: (
-        node.blobs.setdefault(test_digest, digits.test_blob) if calls > 8 else None
+# --------------------------------------------------------------------------------------
+# The release
+# --------------------------------------------------------------------------------------
+
+
+def test_release_that_does_not_admit_us_is_abandoned(client, miner_client, digits, caplog, background):
+    task = post_task(client, digits)
+    head = latest(client)
+    miner = make_miner(miner_client)
+    with caplog.at_level(logging.INFO, logger="pole.miner"):
+        job = background(miner)
+        announcement = wait_announcement(client, task, head.hash)
+        assert announcement.miner == MINER_ADDRESS
+        release_for(client, digits, task, head.hash, [keccak(b"another miner's model")])
+        result = job.result()
+    assert result.outcome is Outcome.NOT_ADMITTED and result.announced and result.finished_attempt
+    assert "not ours" in result.reason
+    # The weights stay private: nothing revealed, nothing sealed, the task still open.
+    assert miner_client.made("pole_revealModel") == [] and miner_client.made("pole_sealBlock") == []
+    assert client.get_model(announcement.model_commitment) is None
+    assert latest(client).hash == head.hash
+    assert client.task(task.task_id).status == "open"
+    assert any("abandoned: release 0x" in line for line in miner_lines(caplog))
+    # This head is done: no retraining, no second announcement.
+    assert miner.step().outcome is Outcome.SEEN
+    assert len(miner_client.made("pole_announce")) == 1
+
+
+def forged(genuine: Release) -> Release:
+    """`genuine`, signed by someone else, with the poster's address put in."""
+    return Release(**{**genuine.as_dict(), "poster": POSTER_ADDRESS})
+
+
+# Releases an honest node refuses to store, so the miner's own checks cannot be reached
+# through one: each is refused by the node (its message) and by the miner's release check.
+BAD_RELEASES = {
+    "signed by another key": (
+        lambda task, parent, ours: sign_release(task, parent, [ours], key=OTHER.key),
+        "not by the task's poster",
+        f"release signed by 0x{OTHER_ADDRESS.hex()}, task poster is 0x{POSTER_ADDRESS.hex()}",
+    ),
+    "another test set": (
+        lambda task, parent, ours: sign_release(task, parent, [ours], test_set_digest=keccak(b"other")),
+        "release test set does not match the task's commitment",
+        "task committed to",
+    ),
+    "forged signature": (
+        lambda task, parent, ours: forged(sign_release(task, parent, [ours], key=OTHER.key)),
+        "Release signed by 0x[0-9a-f]{40}, claims poster 0x[0-9a-f]{40}",
+        "release rejected: ",
+    ),
+    "another task": (
+        lambda task, parent, ours: sign_release(task, parent, [ours], task_id=task.task_id + 1),
+        "is not the best open task there",
+        "release is for another task or parent",
+    ),
+}
+
+
+def test_releases_not_matching_the_task_are_refused_by_node_and_miner(
+    client, miner_client, digits, background
+):
+    """The miner's release check (`Miner._check_release`) is called directly with real
+    signed releases, on the work of a real height stopped while waiting for its release."""
+    task = post_task(client, digits)
+    head = latest(client)
+    parent = bytes(head.hash)
+    miner = make_miner(miner_client)
+    job = background(miner)
+    announcement = wait_announcement(client, task, parent)
+    miner.stop()
+    assert job.result().outcome is Outcome.STOPPED
+    work = miner._work  # kept: a stopped step is not done with its head
+    assert work is not None and work.announced and work.commitment == announcement.model_commitment
+    ours = work.commitment
+
+    for name, (make, node_says, miner_says) in BAD_RELEASES.items():
+        bad = make(task, parent, ours)
+        with pytest.raises(NodeError, match=node_says):
+            client.release(bad.encode())
+        with pytest.raises(mining._Stop) as stop:
+            miner._check_release(bad.encode(), work)
+        assert stop.value.outcome is Outcome.BAD_RELEASE, name
+        assert miner_says in stop.value.reason, (name, stop.value.reason)
+
+    # Released for another parent: a node serves releases by (task, parent), so this one
+    # cannot reach the miner through it either.
+    with pytest.raises(mining._Stop) as stop:
+        miner._check_release(sign_release(task, keccak(b"another parent"), [ours]).encode(), work)
+    assert stop.value.outcome is Outcome.BAD_RELEASE and "another task or parent" in stop.value.reason
+    # A genuine release that does not list us: not admitted.
+    with pytest.raises(mining._Stop) as stop:
+        miner._check_release(sign_release(task, parent, [keccak(b"someone else")]).encode(), work)
+    assert stop.value.outcome is Outcome.NOT_ADMITTED
+    # The genuine release passes, and it is what the node serves.
+    genuine = release_for(client, digits, task, parent, [ours])
+    assert miner._check_release(client.get_release(task.task_id, parent), work) == genuine
+
+
+def test_malformed_test_set_in_the_release_is_refused(client, miner_client, digits, background):
+    """A data node can commit to any bytes as its test set: the node stores them, the miner
+    refuses a test set that is not a dataset."""
+    garbage = b"not a dataset" * 10
+    data = SimpleNamespace(**{**vars(digits), "test_blob": garbage, "test_digest": keccak(garbage)})
+    task = post_task(client, data)
+    head = latest(client)
+    job = background(make_miner(miner_client))
+    announcement = wait_announcement(client, task, head.hash)
+    release_for(client, data, task, head.hash, [announcement.model_commitment])
+    result = job.result()
+    assert result.outcome is Outcome.BAD_RELEASE and result.announced
+    assert result.reason.startswith("test set is malformed: ")
+    assert client.get_model(announcement.model_commitment) is None
+    assert miner_client.made("pole_sealBlock") == []
+
+
+def test_test_set_of_another_dataset_is_refused(client, miner_client, digits, background):
+    iris = load_builtin("iris")
+    data = SimpleNamespace(**{**vars(digits), "test_blob": encode_dataset(iris),
+                              "test_digest": keccak(encode_dataset(iris))})
+    task = post_task(client, data)
+    head = latest(client)
+    job = background(make_miner(miner_client))
+    announcement = wait_announcement(client, task, head.hash)
+    release_for(client, data, task, head.hash, [announcement.model_commitment])
+    result = job.result()
+    assert result.outcome is Outcome.BAD_RELEASE
+    assert result.reason == "test set has 4 features / 3 classes, training set 64 / 10"
+    assert miner_client.made("pole_revealModel") == []
+
+
+def test_no_release_by_the_deadline_gives_up(client, miner_client, digits, background):
+    """The poster never answers; dev time passes (evm_increaseTime) and the miner's clock
+    follows the dev chain's clock."""
+    task = post_task(client, digits, time_limit=60)
+    head = latest(client)
+    offset = [int(dev(client, "evm_increaseTime", hex(0)))]
+
+    def clock() -> float:
+        return time.time() + offset[0]
+
+    miner = make_miner(miner_client, clock=clock)
+    give_up_at = task.deadline + mining.RELEASE_GRACE_S
+    job = background(miner)
+    announcement = wait_announcement(client, task, head.hash)
+
+    # Past the deadline but within the grace: a poster may release at its deadline.
+    offset[0] = int(dev(client, "evm_increaseTime", hex(int(give_up_at - clock()) - 2)))
+    assert task.deadline < clock() < give_up_at
+    time.sleep(10 * POLL_S)
+    assert job.alive
+
+    offset[0] = int(dev(client, "evm_increaseTime", hex(4)))
+    result = job.result()
+    assert clock() > give_up_at
+    assert result.outcome is Outcome.DEADLINE_PASSED and result.announced
+    assert result.reason == f"no release by the deadline {task.deadline}"
+    assert result.commitment == announcement.model_commitment
+    assert miner.step().outcome is Outcome.SEEN  # this head is done
+    # The chain agrees: the next block expires the task and the miner has nothing to do.
+    dev(client, "evm_mine")
+    assert client.task(task.task_id).status == "expired"
+    assert miner.step().outcome is Outcome.NO_TASK
+
+
+def test_test_set_missing_on_the_node_is_waited_for(client, miner_client, devnode, background):
+    """The node has the release but lost the test set (damaged on its disk): the miner
+    keeps asking until the data node uploads it again, then seals."""
+    data = task_data(2)
+    task = post_task(client, data)
+    head = latest(client)
+    job = background(make_miner(miner_client))
+    announcement = wait_announcement(client, task, head.hash)
+    assert client.put_blob(data.test_blob) == data.test_digest
+    damage_blob(devnode, data.test_digest)  # still listed: the node accepts the release
+    client.release(sign_release(task, head.hash, [announcement.model_commitment]).encode())
+
+    def failed_test_set_requests() -> int:
+        return sum(1 for c in miner_client.made("pole_getBlob", ok=False)
+                   if c.params[0] == "0x" + data.test_digest.hex())
+
+    wait_for(lambda: failed_test_set_requests() >= 3, "the miner asking for the test set")
+    assert job.alive
+    assert client.put_blob(data.test_blob) == data.test_digest
+    result = job.result()
+    assert result.outcome is Outcome.SEALED, result
+    assert client.task(task.task_id).result.winner == MINER_ADDRESS
+
+
+# --------------------------------------------------------------------------------------
+# Reveal and seal
+# --------------------------------------------------------------------------------------
+
+
+def test_refused_seal_is_reported_with_the_node_reason(
+    client, miner_client, devnode, caplog, background
+):
+    """Admitted, but the node cannot verify the seal: it lost the training set (damaged on
+    its disk) after the miner, who keeps its copy, trained on it."""
+    data = task_data(3)
+    task = post_task(client, data)
+    head = latest(client)
+    miner = make_miner(miner_client)
+    with caplog.at_level(logging.INFO, logger="pole.miner"):
+        job = background(miner)
+        announcement = wait_announcement(client, task, head.hash)
+        damage_blob(devnode, data.train_digest)
+        release_for(client, data, task, head.hash, [announcement.model_commitment])
+        result = job.result()
+    assert result.outcome is Outcome.REFUSED and result.finished_attempt
+    assert result.reason == (
+        f"pole_sealBlock: PoLe block refused: training set {data.train_digest.hex()} is not available"
     )
-    assert make_miner(node).step().outcome is Outcome.SEALED
-
-
-def test_refused_seal_is_reported_with_the_node_reason(digits):
-    node = FakeNode(digits)
-    node.refuse = "claimed test accuracy 9312 bps, evaluated 9270 bps"
-    result = make_miner(node).step()
-    assert result.outcome is Outcome.REFUSED and "evaluated 9270 bps" in result.reason
-    assert result.finished_attempt
-
-
-def test_node_errors_are_retried_without_retraining(digits, monkeypatch):
-    node = FakeNode(digits)
-    node.fail_next["best_task"] = ConnectionError("connection refused")
-    node.fail_next["announce"] = NodeError("pole_announce", {"code": -32000, "message": "busy"})
-    node.fail_next["seal_block"] = TimeoutError("read timed out")
-    trainings = []
-    real_train = mining.train_model
-    monkeypatch.setattr(mining, "train_model", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
-    result = make_miner(node).run(once=True)
-    assert result is not None and result.outcome is Outcome.SEALED
-    assert len(trainings) == 1 and len(node.sealed) == 1
-    assert len(node.announcements) == 1
-
-
-def test_unusable_task_data_is_skipped_and_remembered(digits):
-    node = FakeNode(digits)
-    loose = digits.spec_blob + b" "  # the right spec, but not its canonical JSON
-    node.blobs[keccak(loose)] = loose
-    node.task = make_task(digits, model_spec=keccak(loose))
-    miner = make_miner(node)
-    result = miner.step()
-    assert result.outcome is Outcome.BAD_TASK and "malformed" in result.reason
-    node.new_head()
-    requests = len(node.blob_requests)
-    assert miner.step().outcome is Outcome.BAD_TASK
-    assert len(node.blob_requests) == requests  # not fetched again
-
-
-def test_missing_training_set_is_waited_for(digits):
-    node = FakeNode(digits)
-    train_blob = node.blobs.pop(keccak(digits.train_blob))
-    miner = make_miner(node)
-    assert miner.step().outcome is Outcome.DATA_MISSING
-    node.blobs[keccak(train_blob)] = train_blob
-    assert miner.step().outcome is Outcome.SEALED
-
-
-def test_spec_for_another_dataset_is_a_bad_task(digits):
-    node = FakeNode(digits)
-    wrong = build_spec("mlp", 30, 10)
-    blob = model_spec_canonical_bytes(wrong)
-    node.blobs[keccak(blob)] = blob
-    node.task = make_task(digits, model_spec=keccak(blob))
-    result = make_miner(node).step()
-    assert result.outcome is Outcome.BAD_TASK and "model input has 60 values" in result.reason
-
-
-def test_unreachable_target_is_skipped_for_the_height(digits):
-    node = FakeNode(digits)
-    node.task = make_task(digits, min_train_bps=10000)
-    miner = make_miner(node, hyperparams=Hyperparams(max_epochs=2))
-    result = miner.step()
-    assert result.outcome is Outcome.TARGET_MISSED and "target 10000" in result.reason
-    assert node.announcements == []
+    assert result.test_bps is not None and result.test_bps > 8000
+    (seal,) = miner_client.made("pole_sealBlock")
+    assert isinstance(seal.error, NodeError) and seal.error.code == -32010
+    assert latest(client).hash == head.hash and client.task(task.task_id).status == "open"
+    assert client.get_model(announcement.model_commitment) is not None  # revealed before the seal
+    line = miner_lines(caplog)[-1]
+    assert f"test {result.test_bps} bps; node refused: pole_sealBlock: PoLe block refused" in line
     assert miner.step().outcome is Outcome.SEEN
 
 
-def test_training_gets_a_share_of_the_time_left(digits, monkeypatch):
-    node = FakeNode(digits)
-    seen = {}
+# --------------------------------------------------------------------------------------
+# An unreachable node
+# --------------------------------------------------------------------------------------
+
+
+def test_unreachable_node_is_retried_with_back_off_and_logged_once(
+    restartable, digits, caplog, background
+):
+    data_node = PoLeClient.connect(restartable.url)
+    task = post_task(data_node, digits)
+    head = latest(data_node)
+    restartable.stop()
+    miner = make_miner(RecordingClient.connect(restartable.url), poll_s=0.05)
+
+    def errors():
+        return [r for r in caplog.records if r.name == "pole.miner" and r.getMessage().startswith("node error:")]
+
+    with caplog.at_level(logging.DEBUG, logger="pole.miner"):
+        job = background(miner, run=True, once=True)
+        wait_for(lambda: len(errors()) >= 5, "five failed attempts")
+        restartable.start()
+        announcement = wait_announcement(data_node, task, head.hash)
+        release_for(data_node, digits, task, head.hash, [announcement.model_commitment])
+        result = job.result()
+    assert result is not None and result.outcome is Outcome.SEALED
+    assert data_node.task(task.task_id).result.winner == MINER_ADDRESS
+
+    failures = errors()
+    assert all(r.getMessage().startswith("node error: cannot connect to the node; retrying")
+               for r in failures)
+    # One warning, then quiet retries, each after twice the wait of the one before.
+    assert [r.levelno for r in failures] == [logging.WARNING] + [logging.DEBUG] * (len(failures) - 1)
+    gaps = [b.created - a.created for a, b in zip(failures, failures[1:])]
+    for index, gap in enumerate(gaps):
+        assert gap >= 0.05 * 2**index * 0.95, gaps
+    recovered = [line for line in miner_lines(caplog) if line.startswith("node answers again")]
+    assert recovered == [f"node answers again after {len(failures)} failed attempt(s)"]
+
+
+def test_node_outages_after_training_are_resumed_without_retraining(
+    restartable, digits, monkeypatch, caplog, background
+):
+    """The node goes away right before the announcement and again right before the seal:
+    the miner retries each call and never trains twice."""
+    data_node = PoLeClient.connect(restartable.url)
+    task = post_task(data_node, digits)
+    head = latest(data_node)
+    miner_client = RecordingClient.connect(restartable.url)
+    miner_client.before("pole_announce", restartable.stop)
+    miner_client.before("pole_sealBlock", restartable.stop)
+    runs = spy_on_training(monkeypatch)
+    miner = make_miner(miner_client)
+
+    def outage_then_restart(method: str) -> None:
+        wait_for(restartable.down.is_set, f"the outage before {method}")
+        wait_for(lambda: len(miner_client.made(method, ok=False)) == 1, f"{method} failing")
+        restartable.start()
+
+    with caplog.at_level(logging.INFO, logger="pole.miner"):
+        job = background(miner, run=True, once=True)
+        outage_then_restart("pole_announce")
+        announcement = wait_announcement(data_node, task, head.hash)
+        release_for(data_node, digits, task, head.hash, [announcement.model_commitment])
+        outage_then_restart("pole_sealBlock")
+        result = job.result()
+    assert result is not None and result.outcome is Outcome.SEALED, result
+    assert len(runs) == 1  # trained once
+    assert [c.error is None for c in miner_client.made("pole_announce")] == [False, True]
+    assert [c.error is None for c in miner_client.made("pole_sealBlock")] == [False, True]
+    block = latest(data_node)
+    assert bytes(block.hash) == result.block_hash and block.parentHash == head.hash
+    settled = data_node.task(task.task_id)
+    assert settled.result.winner == MINER_ADDRESS
+    assert settled.result.model_commitment == announcement.model_commitment
+    lines = miner_lines(caplog)
+    assert any(line.startswith("node error: cannot connect to the node") for line in lines), lines
+    assert any(line.startswith("node answers again after ") for line in lines), lines
+
+
+def test_node_outage_at_the_end_of_training_does_not_retrain(
+    restartable, digits, monkeypatch, background
+):
+    data_node = PoLeClient.connect(restartable.url)
+    task = post_task(data_node, digits)
+    head = latest(data_node)
+    runs = spy_on_training(monkeypatch, lambda trained: restartable.stop() if not runs[1:] else None)
+    job = background(make_miner(RecordingClient.connect(restartable.url)), run=True, once=True)
+    wait_for(restartable.down.is_set, "the outage")
+    time.sleep(0.2)
+    restartable.start()
+    announcement = wait_announcement(data_node, task, head.hash)
+    release_for(data_node, digits, task, head.hash, [announcement.model_commitment])
+    assert job.result().outcome is Outcome.SEALED
+    assert len(runs) == 1
+
+
+# --------------------------------------------------------------------------------------
+# Task data
+# --------------------------------------------------------------------------------------
+
+
+def test_unusable_task_data_is_skipped_and_remembered(client, miner_client, digits, caplog):
+    loose = digits.spec_blob + b" "  # the right spec, but not its canonical JSON
+    assert client.put_blob(loose) == keccak(loose)
+    task = post_task(client, digits, model_spec=keccak(loose))
+    miner = make_miner(miner_client)
+    with caplog.at_level(logging.INFO, logger="pole.miner"):
+        result = miner.step()
+    assert result.outcome is Outcome.BAD_TASK and "malformed" in result.reason
+    assert result.task_id == task.task_id and not result.announced
+    assert miner_client.blob_requests() == [digits.train_digest, keccak(loose)]
+    assert any("skipped: model spec 0x" in line for line in miner_lines(caplog))
+    assert miner.step().outcome is Outcome.SEEN
+    dev(client, "evm_mine")  # a new head, the same task
+    assert miner.step().outcome is Outcome.BAD_TASK
+    assert len(miner_client.blob_requests()) == 2  # not fetched again
+    assert miner_client.made("pole_announce") == []
+
+
+def test_missing_training_set_is_waited_for(client, miner_client, caplog, background):
+    data = task_data(4)  # a training set this node has never seen
+    task = post_task(client, data, upload_training_set=False)
+    head = latest(client)
+    miner = make_miner(miner_client)
+    with caplog.at_level(logging.INFO, logger="pole.miner"):
+        first = miner.step()
+        assert miner.step().outcome is Outcome.DATA_MISSING  # not done with the head
+    assert first.outcome is Outcome.DATA_MISSING and first.task_id == task.task_id
+    assert first.reason.startswith(f"training set 0x{data.train_digest.hex()[:8]}… not available: ")
+    assert sum("not available" in line for line in miner_lines(caplog)) == 1  # logged once
+
+    assert client.put_blob(data.train_blob) == data.train_digest
+    job = background(miner)
+    announcement = wait_announcement(client, task, head.hash)
+    release_for(client, data, task, head.hash, [announcement.model_commitment])
+    assert job.result().outcome is Outcome.SEALED
+
+
+def test_spec_for_another_dataset_is_a_bad_task(client, miner_client, digits):
+    blob = model_spec_canonical_bytes(build_spec("mlp", 30, 10))
+    assert client.put_blob(blob) == keccak(blob)
+    post_task(client, digits, model_spec=keccak(blob))
+    result = make_miner(miner_client).step()
+    assert result.outcome is Outcome.BAD_TASK and "model input has 60 values" in result.reason
+    assert miner_client.made("pole_announce") == []
+
+
+def test_unreachable_target_is_skipped_for_the_height(client, miner_client, digits, monkeypatch):
+    task = post_task(client, digits, min_train_bps=10000)
+    head = latest(client)
+    runs = spy_on_training(monkeypatch)
+    miner = make_miner(miner_client, hyperparams=Hyperparams(max_epochs=2))
+    result = miner.step()
+    assert result.outcome is Outcome.TARGET_MISSED and "target 10000" in result.reason
+    assert "stopped by epochs" in result.reason and runs[0].epochs == 2
+    assert client.announcements(task.task_id, bytes(head.hash)) == []
+    assert miner.step().outcome is Outcome.SEEN and len(runs) == 1
+
+
+def test_training_gets_a_share_of_the_time_left(client, miner_client, digits, monkeypatch, background):
+    """'Now' is the head's time when the chain is ahead of the wall clock (evm_increaseTime)."""
+    task = post_task(client, digits)
+    dev(client, "evm_increaseTime", hex(90))
+    dev(client, "evm_mine")
+    head = latest(client)
+    assert head.timestamp >= task.posted_at + 90 and head.timestamp > time.time()
+    seen: dict = {}
     real_train = mining.train_model
 
     def spy(*args, **kwargs):
@@ -440,24 +980,24 @@ def test_training_gets_a_share_of_the_time_left(digits, monkeypatch):
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(mining, "train_model", spy)
-    make_miner(node, Clock(NOW + 90), train_fraction=0.25, seed=7).step()
-    assert seen["time_limit_s"] == pytest.approx((590 - 90) * 0.25)
+    miner = make_miner(miner_client, train_fraction=0.25, seed=7)
+    job = background(miner)
+    wait_announcement(client, task, head.hash)
+    miner.stop()
+    assert job.result().outcome is Outcome.STOPPED
+    assert seen["time_limit_s"] == pytest.approx((task.deadline - head.timestamp) * 0.25)
     assert seen["target_train_bps"] == TARGET_BPS and seen["seed"] == 7
 
 
-def test_stop_ends_run_while_waiting(digits):
-    node = FakeNode(digits, admit=lambda ann: None)
-    miner = make_miner(node)
-    results: list[Optional[HeightResult]] = []
-    thread = threading.Thread(target=lambda: results.append(miner.run()))
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not node.announcements and time.monotonic() < deadline:
-        time.sleep(0.01)
+def test_stop_ends_run_while_waiting(client, miner_client, digits, background):
+    task = post_task(client, digits)
+    head = latest(client)
+    miner = make_miner(miner_client)
+    job = background(miner, run=True)
+    wait_announcement(client, task, head.hash)  # the poster never answers
     miner.stop()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
-    assert results[0] is not None and results[0].outcome is Outcome.STOPPED
+    result = job.result(timeout=5)
+    assert result is not None and result.outcome is Outcome.STOPPED and result.announced
 
 
 # --------------------------------------------------------------------------------------
@@ -499,156 +1039,27 @@ def test_cli_rejects_bad_key_and_url(capsys, monkeypatch):
     assert mine_cli.run(parse("--key", "0x01", "--rpc", "localhost:8545")) == 2
 
 
-# --------------------------------------------------------------------------------------
-# End to end: a real `pole node --dev` process; the test plays the data node
-# --------------------------------------------------------------------------------------
-
-ETHER = 10**18
-WAIT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def devnode(tmp_path_factory):
-    process = NodeProcess(tmp_path_factory.mktemp("mining-node")).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def client(devnode):
-    return PoLeClient(devnode.web3())
-
-
-def post_task(client, digits, *, time_limit: int = 600) -> TaskInfo:
-    """The data node's side of posting: public blobs first, then the escrow transaction.
-
-    Each task pays more than any earlier one, so it is the best open task.
-    """
-    w3 = client.w3
-    assert client.put_blob(digits.train_blob) == keccak(digits.train_blob)
-    assert client.put_blob(digits.spec_blob) == model_spec_digest(digits.spec)
-    registry = w3.eth.contract(
-        address=Web3.to_checksum_address(REGISTRY_ADDRESS), abi=load_artifact(TASK_REGISTRY).abi
-    )
-    reward = (registry.functions.task_count().call() + 1) * ETHER
-    tx_hash = registry.functions.post_task(
-        model_spec_digest(digits.spec),
-        keccak(digits.train_blob),
-        keccak(digits.test_blob),
-        TARGET_BPS,
-        time_limit,
-        1,
-    ).transact({"from": POSTER.address, "value": reward})
-    assert w3.eth.get_transaction_receipt(tx_hash).status == 1  # automine: already mined
-    task = client.best_task()
-    assert task is not None and task.reward == reward
-    return task
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def release_for(client, digits, task: TaskInfo, parent: bytes, admitted: list[bytes]) -> Release:
-    """The data node's release: the test set blob, then the signed admitted list."""
-    assert client.put_blob(digits.test_blob) == task.test_set_commitment
-    release = Release.sign(
-        chain_id=CHAIN_ID,
-        task_id=task.task_id,
-        parent_hash=parent,
-        test_set_digest=task.test_set_commitment,
-        admitted=admitted,
-        private_key=POSTER.key,
-    )
-    assert client.release(release.encode())
-    return release
-
-
-def step_in_thread(miner: Miner) -> tuple[threading.Thread, list[HeightResult]]:
-    results: list[HeightResult] = []
-    thread = threading.Thread(target=lambda: results.append(miner.step()), daemon=True)
-    thread.start()
-    return thread, results
-
-
-def test_real_node_release_that_does_not_admit_us(client, digits):
-    task = post_task(client, digits)
-    head = client.w3.eth.get_block("latest")
-    miner = Miner(client, MINER, MinerConfig(poll_s=0.05, progress=False))
-    thread, results = step_in_thread(miner)
-
-    (raw,) = wait_for(lambda: client.announcements(task.task_id, bytes(head.hash)), "the announcement")
-    announcement = SolutionAnnouncement.decode(raw).verify(CHAIN_ID)
-    assert announcement.miner == MINER_ADDRESS
-    release_for(client, digits, task, bytes(head.hash), [keccak(b"another miner's model")])
-    thread.join(WAIT_S)
-    assert not thread.is_alive()
-    (result,) = results
-    assert result.outcome is Outcome.NOT_ADMITTED and result.announced
-    # Nothing revealed, nothing sealed, the task still open.
-    assert client.get_model(announcement.model_commitment) is None
-    assert client.w3.eth.get_block("latest").hash == head.hash
-    assert client.task(task.task_id).status == "open"
-
-
-def test_real_node_miner_seals_and_is_paid(client, digits):
-    w3 = client.w3
-    task = post_task(client, digits)
-    head = w3.eth.get_block("latest")
-    balance_before = w3.eth.get_balance(MINER.address)
-    miner = Miner(client, MINER, MinerConfig(poll_s=0.05, progress=False))
-    thread, results = step_in_thread(miner)
-
-    (raw,) = wait_for(lambda: client.announcements(task.task_id, bytes(head.hash)), "the announcement")
-    announcement = SolutionAnnouncement.decode(raw).verify(CHAIN_ID)
-    release = release_for(client, digits, task, bytes(head.hash), [announcement.model_commitment])
-    thread.join(WAIT_S)
-    assert not thread.is_alive()
-    (result,) = results
-    assert result.outcome is Outcome.SEALED, result
-
-    block = w3.eth.get_block("latest")
-    assert bytes(block.hash) == result.block_hash and block.number == head.number + 1
-    assert block.miner == MINER.address and block.parentHash == head.hash
-    assert block.difficulty == result.test_bps
-    settled = client.task(task.task_id)
-    assert settled.status == "settled"
-    assert settled.result is not None and settled.result.winner == MINER_ADDRESS
-    assert settled.result.model_commitment == announcement.model_commitment
-    assert (settled.result.train_bps, settled.result.test_bps) == (result.train_bps, result.test_bps)
-    assert settled.result.release_digest_prefix == release.digest[:24]
-    assert w3.eth.get_balance(MINER.address) == balance_before + task.reward
-    assert client.get_model(announcement.model_commitment) is not None
-
-
 def test_real_node_cli_once_exits_zero_after_sealing(client, devnode, digits):
     task = post_task(client, digits)
-    head = client.w3.eth.get_block("latest")
+    head = latest(client)
     args = parse("--rpc", devnode.url, "--key", "0x" + bytes(OTHER.key).hex(), "--once",
                  "--poll", "0.05", "--no-progress", "--seed", "3")
     statuses: list[int] = []
     thread = threading.Thread(target=lambda: statuses.append(mine_cli.run(args)), daemon=True)
     thread.start()
-    (raw,) = wait_for(lambda: client.announcements(task.task_id, bytes(head.hash)), "the announcement")
-    commitment = SolutionAnnouncement.decode(raw).model_commitment
-    release_for(client, digits, task, bytes(head.hash), [commitment])
+    announcement = wait_announcement(client, task, head.hash)
+    release_for(client, digits, task, head.hash, [announcement.model_commitment])
     thread.join(WAIT_S)
     assert statuses == [0]
     settled = client.task(task.task_id)
-    assert settled.status == "settled" and settled.result.winner == bytes.fromhex(OTHER.address[2:])
+    assert settled.status == "settled" and settled.result.winner == OTHER_ADDRESS
 
 
 def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(client, devnode, digits):
     """`pole mine` as a process: seals, moves on to the next height, exits 0 on SIGINT."""
     later = post_task(client, digits)  # still open after `task` settles: the next height's
     task = post_task(client, digits)
-    head = client.w3.eth.get_block("latest")
+    head = latest(client)
     env = dict(child_environment(), **{mine_cli.MINER_KEY_VARIABLE: "0x" + bytes(MINER.key).hex()})
     process = subprocess.Popen(
         [sys.executable, "-m", "pole_chain", "mine", "--rpc", devnode.url, "--poll", "0.05",
@@ -681,7 +1092,7 @@ def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(client, dev
         announced = wait_line(f"task {task.task_id} @ block {head.number} (")
         assert "announced 0x" in announced
         (raw,) = client.announcements(task.task_id, bytes(head.hash))
-        release_for(client, digits, task, bytes(head.hash), [SolutionAnnouncement.decode(raw).model_commitment])
+        release_for(client, digits, task, head.hash, [SolutionAnnouncement.decode(raw).model_commitment])
         assert "sealed block" in wait_line("sealed block")
         # On the new head the next best task is worked on.
         next_line = wait_line(f"task {later.task_id} @ block {head.number + 1} (")
