@@ -34,36 +34,40 @@ RECIPIENT = "0x000000000000000000000000000000000000dEaD"
 
 
 def signed_transfers(count: int) -> list[bytes]:
-    sender = dev_accounts()[0]
+    """Transfers round-robin over the ten dev accounts (a mempool holds 64 per sender)."""
+    senders = dev_accounts()
     return [
         bytes(
             Account.sign_transaction(
                 {
-                    "to": RECIPIENT, "value": 1, "gas": 21_000, "nonce": nonce,
+                    "to": RECIPIENT, "value": 1, "gas": 21_000, "nonce": index // len(senders),
                     "maxFeePerGas": 20 * 10**9, "maxPriorityFeePerGas": 10**9,
                     "chainId": CHAIN_ID, "type": 2,
                 },
-                sender.key,
+                senders[index % len(senders)].key,
             ).raw_transaction
         )
-        for nonce in range(count)
+        for index in range(count)
     ]
+
+
+def transfers_mined(w3) -> int:
+    return sum(w3.eth.get_transaction_count(account.address) for account in dev_accounts())
 
 
 def rpc_transfers_per_second(count: int, *node_args: str) -> float:
     """Send ``count`` transfers over HTTP; the clock stops when the last one is mined."""
     raw = signed_transfers(count)
-    sender = dev_accounts()[0].address
     with tempfile.TemporaryDirectory() as datadir, NodeProcess(Path(datadir), *node_args) as node:
         w3 = node.web3()
         w3.eth.send_raw_transaction(raw[0])  # warm up the connection and the node's caches
-        while w3.eth.get_transaction_count(sender) < 1:
+        while transfers_mined(w3) < 1:
             time.sleep(0.01)
         start = time.perf_counter()
         for transaction in raw[1:]:
             w3.eth.send_raw_transaction(transaction)
-        while w3.eth.get_transaction_count(sender) < count:
-            time.sleep(0.01)
+        while transfers_mined(w3) < count:
+            time.sleep(0.05)
         elapsed = time.perf_counter() - start
     return (count - 1) / elapsed
 
