@@ -2,7 +2,14 @@
 
 py-evm sums ``difficulty`` (our score) into the chain score and switches head only on a
 strictly higher score, so two equal-scoring siblings would leave each node on whichever it
-saw first. PoLe breaks ties toward the lower block hash, so every node agrees.
+saw first. PoLe breaks ties toward the lower ``tiebreak_key``, so every node agrees.
+
+The key of a PoLe block is keccak(release digest prefix || coinbase), not the block hash:
+anyone can re-wrap a published winning seal with other transactions or another timestamp
+and grind the block hash, and a miner cannot grind its own key either, because the release
+it answers is signed by the poster only after the miner has trained and announced. Two
+blocks with the same key carry the same seal (the same miner, paid the same way), and the
+one seen first stays.
 """
 from __future__ import annotations
 
@@ -15,10 +22,22 @@ from eth.constants import GENESIS_PARENT_HASH
 from eth.db.chain import ChainDB
 from eth.db.schema import SchemaV1
 from eth_typing import Hash32
+from eth_utils import keccak
 
 from pole_chain.constants import CHAIN_ID
 
+from .seal import BlockKind, Seal
+
 HeaderChanges = Tuple[Tuple[BlockHeaderAPI, ...], Tuple[BlockHeaderAPI, ...]]
+
+
+def tiebreak_key(header: BlockHeaderAPI) -> bytes:
+    """Lower wins between equal-score heads (see the module docstring)."""
+    if header.block_number > 0:
+        seal = Seal.decode(header.extra_data)
+        if seal.kind is BlockKind.POLE:
+            return keccak(seal.release_digest_prefix + header.coinbase)
+    return header.hash
 
 
 class PoLeChainDB(ChainDB):
@@ -34,10 +53,10 @@ class PoLeChainDB(ChainDB):
         if changes != ((), ()) or not headers:
             return changes
         tip = headers[-1]
-        head_hash = cls._get_canonical_head_hash(db)
+        head = cls._get_block_header_by_hash(db, cls._get_canonical_head_hash(db))
         if (
-            tip.hash < head_hash
-            and cls._get_score(db, tip.hash) == cls._get_score(db, head_hash)
+            tiebreak_key(tip) < tiebreak_key(head)
+            and cls._get_score(db, tip.hash) == cls._get_score(db, head.hash)
         ):
             return cls._set_as_canonical_chain_head(db, tip, genesis_parent_hash)
         return changes

@@ -6,10 +6,16 @@ another chain (py-evm alone does not check the chain id).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from eth.abc import BlockAPI, BlockAndMetaWitness, BlockHeaderAPI, SignedTransactionAPI
-from eth.constants import POST_MERGE_OMMERS_HASH
+from eth.abc import (
+    BlockAPI,
+    BlockAndMetaWitness,
+    BlockHeaderAPI,
+    SignedTransactionAPI,
+    WithdrawalAPI,
+)
+from eth.constants import BLANK_ROOT_HASH, POST_MERGE_OMMERS_HASH
 from eth.vm.forks.paris import ParisVM
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.headers import create_prague_header_from_parent
@@ -56,6 +62,13 @@ class PoLeVMMixin:
         super(ParisVM, cls).validate_header(header, parent_header)  # type: ignore[misc]
         if header.uncles_hash != POST_MERGE_OMMERS_HASH:
             raise ValidationError("PoLe blocks carry no uncles")
+        if header.withdrawals_root != BLANK_ROOT_HASH:
+            raise ValidationError("PoLe blocks carry no withdrawals (there is no beacon chain)")
+
+    def apply_all_withdrawals(self, withdrawals: Sequence[WithdrawalAPI]) -> None:
+        # Withdrawals mint ether from a consensus layer PoLe does not have.
+        if withdrawals:
+            raise ValidationError("PoLe blocks carry no withdrawals (there is no beacon chain)")
 
     def validate_transaction_against_header(
         self, base_header: BlockHeaderAPI, transaction: SignedTransactionAPI

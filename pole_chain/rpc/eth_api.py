@@ -85,6 +85,8 @@ def resolve_header(node: Node, ref: BlockRef) -> BlockHeaderAPI:
             raise RpcError(RESOURCE_NOT_FOUND, f"block {ref.describe()} is not canonical")
         return header
     if ref.number is not None:
+        if ref.number > node.head().block_number:  # entries a dev revert abandoned included
+            raise RpcError(RESOURCE_NOT_FOUND, f"header not found: {ref.describe()}")
         try:
             return chain.get_canonical_block_header_by_number(ref.number)
         except HeaderNotFound:

@@ -2,6 +2,7 @@
 from eth_utils import keccak
 
 from pole_chain.block_production import produce_pole_block
+from vm_hooks.chain import tiebreak_key
 from vm_hooks.consensus import state_at
 from vm_hooks.registry_calls import read_task, view
 
@@ -28,12 +29,32 @@ def test_higher_score_wins_whatever_the_arrival_order(task_chain):
         assert bytes.fromhex(winner[2:]) == b"\x02" * 20
 
 
-def test_equal_scores_break_ties_to_the_lower_hash_on_every_node(task_chain):
+def test_equal_scores_break_ties_the_same_way_on_every_node(task_chain):
     first = sibling(task_chain, miner=b"\x03" * 20, test_bps=9_000)
     second = sibling(task_chain, miner=b"\x04" * 20, test_bps=9_000)
-    expected = min(first.header, second.header, key=lambda header: header.hash)
+    expected = min(first.header, second.header, key=tiebreak_key)
+    assert tiebreak_key(expected) == keccak(keccak(b"release")[:24] + expected.coinbase)
     heads = {replay(task_chain.blocks + order).get_canonical_head() for order in ([first, second], [second, first])}
     assert heads == {expected}
+
+
+def test_a_rewrapped_copy_of_a_winning_seal_cannot_take_over_the_block(task_chain):
+    """Same seal, other transactions and timestamp, any block hash: the first seen stays."""
+    honest = sibling(task_chain, miner=b"\x07" * 20, test_bps=9_000)
+    lower_hash_copy = None
+    for offset in range(1, 65):  # grind the timestamp until the copy's hash is lower
+        copy = produce_pole_block(
+            replay(task_chain.blocks), [], coinbase=b"\x07" * 20, task_id=1,
+            model_commitment=keccak(b"\x07" * 20), train_bps=9_000, test_bps=9_000,
+            release_digest=keccak(b"release"), timestamp=honest.header.timestamp + offset,
+        ).block
+        if copy.hash < honest.hash:
+            lower_hash_copy = copy
+            break
+    assert lower_hash_copy is not None  # a block-hash tie-break would switch to it
+    for order in ([honest, lower_hash_copy], [lower_hash_copy, honest]):
+        node = replay(task_chain.blocks + order)
+        assert node.get_canonical_head() == order[0].header  # the first seen stays
 
 
 def test_reorg_moves_the_settlement_to_the_new_winner(task_chain):

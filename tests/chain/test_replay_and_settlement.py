@@ -126,3 +126,20 @@ def test_rewind_restores_an_ancestor_and_new_blocks_win():
         chain.chaindb.get_transaction_index(tx_hash)
     replacement = produce_dev_block(chain, []).block
     assert chain.get_canonical_head() == replacement.header
+    assert chain.get_canonical_block_header_by_number(replacement.number) == replacement.header
+
+
+def test_withdrawals_are_refused_they_would_mint_ether():
+    from eth.vm.forks.shanghai.withdrawals import Withdrawal
+    from eth_utils import ValidationError
+
+    chain = new_chain(dev=True)
+    withdrawal = Withdrawal(index=0, validator_index=0, address=MINER, amount=10**18)
+    vm = chain.get_vm()
+    with pytest.raises(ValidationError, match="no withdrawals"):
+        vm.apply_all_withdrawals([withdrawal])
+    header = chain.get_canonical_head()
+    produced = produce_dev_block(chain, [])
+    forged = produced.block.header.copy(withdrawals_root=keccak(b"withdrawals"))
+    with pytest.raises(ValidationError, match="no withdrawals"):
+        vm.validate_header(forged, header)

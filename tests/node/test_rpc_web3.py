@@ -226,6 +226,8 @@ def test_snapshot_and_revert(node, w3):
     assert w3.eth.get_balance(stranger) == 0
     with pytest.raises(TransactionNotFound):
         w3.eth.get_transaction(tx_hash)
+    with pytest.raises(BlockNotFound):  # the reverted block is gone by number too
+        w3.eth.get_block(head + 1)
     assert node.result("evm_revert", [snapshot]) is False  # used up
     # The chain goes on from the restored head.
     again = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": stranger, "value": 8})
