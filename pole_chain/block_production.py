@@ -29,6 +29,9 @@ class ProducedBlock:
     block: BlockAPI
     included: List[SignedTransactionAPI] = field(default_factory=list)
     rejected: List[Tuple[SignedTransactionAPI, str]] = field(default_factory=list)
+    #: Set by ``persist``: the blocks that became canonical and those a reorg dropped.
+    new_canonical: Tuple[BlockAPI, ...] = ()
+    old_canonical: Tuple[BlockAPI, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,9 @@ def build_block(
 
 
 def persist(chain: PoLeChain, produced: ProducedBlock) -> ProducedBlock:
-    chain.persist_block(produced.block, perform_validation=True)
+    result = chain.persist_block(produced.block, perform_validation=True)
+    produced.new_canonical = result.new_canonical_blocks
+    produced.old_canonical = result.old_canonical_blocks
     return produced
 
 

@@ -55,6 +55,8 @@ from vm_hooks.registry_calls import view as registry_view
 log = logging.getLogger("pole.node")
 
 ZERO_ADDRESS = Address(b"\x00" * 20)
+#: Seconds a block from outside may be ahead of this node's clock.
+MAX_FUTURE_DRIFT = 15
 #: automine: blocks built per submission at most (more only if the gas limit splits them).
 MAX_AUTOMINE_BLOCKS = 16
 
@@ -355,7 +357,7 @@ class Node:
         for tx, reason in produced.rejected:
             log.info("block #%d left out 0x%s: %s", produced.block.number, tx.hash.hex(), reason)
         self.mempool.remove(tx.hash for tx, _ in produced.rejected)
-        self._after_new_head((produced.block,), ())
+        self._after_new_head(produced.new_canonical, produced.old_canonical)
         log.info(
             "sealed block #%d 0x%s with %d transaction(s)",
             produced.block.number,
@@ -533,6 +535,15 @@ class Node:
             block = self._decode_block(rlp_bytes)
             if self.chain.chaindb.header_exists(block.hash):
                 return block.hash
+            ahead = block.header.timestamp - time.time()
+            if not self.dev and ahead > MAX_FUTURE_DRIFT:
+                # Node policy, not consensus (it depends on the local clock): a block from the
+                # future could expire tasks early and stack idle blocks cheaply. Refused for
+                # now, acceptable once its time has come (as geth does).
+                raise BlockRejected(
+                    f"block #{block.number} is {ahead:.0f} s in the future (limit "
+                    f"{MAX_FUTURE_DRIFT} s); try again later"
+                )
             try:
                 self.chain.get_block_header_by_hash(block.header.parent_hash)
             except HeaderNotFound:
@@ -612,7 +623,7 @@ class Node:
                 )
             except ValidationError as exc:
                 raise BlockRejected(f"PoLe block refused: {exc}") from exc
-            if self.head().hash == produced.block.hash:
+            if produced.new_canonical:  # it won fork choice (a sibling may have been dropped)
                 self._after_produced(produced)
             return produced.block.hash
 
@@ -632,6 +643,21 @@ class Node:
             if not 1 <= task_id <= count:
                 raise KeyError(f"no task {task_id} (the registry has {count})")
             return self._task_with_result(state, task_id)
+
+    def withheld(self, digest: bytes) -> bool:
+        """A blob this node must not serve yet: the test set of an open, unreleased task.
+
+        The data node uploads its test set just before the release; until the release is
+        stored, serving it would let late miners train on the test set and still announce.
+        """
+        with self.lock:
+            state = self.state_at(self.head())
+            (open_ids,) = registry_view(state, "open_task_ids")
+            return any(
+                read_task(state, task_id).test_set_commitment == digest
+                and not self.solutions.is_released(task_id)
+                for task_id in open_ids
+            )
 
     def best_task(self, parent: BlockHeaderAPI | None = None) -> Task | None:
         """The task a miner must work on when building on ``parent`` (default: the head)."""

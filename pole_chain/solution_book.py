@@ -23,6 +23,7 @@ from .constants import CHAIN_ID
 _RELEASE_KEY = b"pole:release-prefix:"
 _MODEL_KEY = b"pole:model-commitment:"
 _RELEASE_FOR_KEY = b"pole:release-for:"
+_RELEASED_TASK_KEY = b"pole:released-task:"
 
 
 class SolutionRejected(ValueError):
@@ -90,16 +91,25 @@ class SolutionBook:
             raise SolutionRejected(
                 f"test set {release.test_set_digest.hex()} must be uploaded before the release"
             )
-        existing = self.release_for(release.task_id, release.parent_hash)
-        if existing is not None:
-            if existing.digest == release.digest:
-                return False
-            raise SolutionRejected("the poster already released this task at this parent")
         digest = self.blobs.put(release.encode())
+        prefix_key = _RELEASE_KEY + digest[:RELEASE_DIGEST_PREFIX_SIZE]
+        height_key = _RELEASE_FOR_KEY + _height_key(release.task_id, release.parent_hash)
+        if self._db.get(prefix_key) == digest:
+            return False
         with self._db.atomic_batch() as batch:
-            batch[_RELEASE_KEY + digest[:RELEASE_DIGEST_PREFIX_SIZE]] = digest
-            batch[_RELEASE_FOR_KEY + _height_key(release.task_id, release.parent_hash)] = digest
+            # Every release the poster signed is kept by digest, so a block citing any of
+            # them verifies the same on every node (a poster that signs two releases for
+            # one height must not split the network). The first one seen closes
+            # announcements for the height.
+            batch[prefix_key] = digest
+            if height_key not in batch:
+                batch[height_key] = digest
+            batch[_RELEASED_TASK_KEY + release.task_id.to_bytes(8, "big")] = digest
         return True
+
+    def is_released(self, task_id: int) -> bool:
+        """Whether the poster released ``task_id`` at any parent (its test set is public)."""
+        return self._db.get(_RELEASED_TASK_KEY + task_id.to_bytes(8, "big")) is not None
 
     def _release_at(self, key: bytes) -> Optional[Release]:
         digest = self._db.get(key)

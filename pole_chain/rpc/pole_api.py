@@ -122,6 +122,8 @@ def pole_put_blob(ctx: RpcContext, blob: bytes) -> str:
 
 @METHODS.method("pole_getBlob", Param("digest", fmt.hash32))
 def pole_get_blob(ctx: RpcContext, digest: bytes) -> str:
+    if ctx.node.withheld(digest):
+        raise RpcError(RESOURCE_NOT_FOUND, f"blob 0x{digest.hex()} is a test set withheld until its release")
     blob = ctx.node.solutions.blob(digest)
     if blob is None:
         raise RpcError(RESOURCE_NOT_FOUND, f"no blob 0x{digest.hex()}")

@@ -106,3 +106,48 @@ def test_submit_pole_block_settles_the_task():
         assert node.best_task() is None
     finally:
         node.close()
+
+
+def test_a_better_sibling_sealed_later_returns_the_dropped_transactions_to_the_pool():
+    from eth_utils import keccak
+
+    from pole_chain.node import SealRequest
+    from tests.chain.conftest import post_task_tx, sign
+
+    node = Node(None, dev=False, verifier=AcceptingVerifier())
+    try:
+        node.submit_raw_transaction(post_task_tx(node.chain, reward=100, time_limit=600).encode())
+        assert node._seal_idle_block()
+        parent = node.head()
+        transfer = sign(node.chain, {"to": b"\x33" * 20, "value": 5, "nonce": 1})
+        node.submit_raw_transaction(transfer.encode())
+        seal = dict(task_id=1, model_commitment=keccak(b"m"), train_bps=9000, release_digest=keccak(b"r"))
+        first = node.submit_pole_block(SealRequest(coinbase=b"\x11" * 20, test_bps=5000, **seal))
+        assert [tx.hash for tx in node.chain.get_block_by_hash(first).transactions] == [transfer.hash]
+        assert transfer.hash not in node.mempool
+        better = node.submit_pole_block(
+            SealRequest(coinbase=b"\x22" * 20, test_bps=6000, parent_hash=parent.hash, **seal)
+        )
+        assert node.head().hash == better
+        assert transfer.hash in node.mempool  # dropped with the first block, pooled again
+    finally:
+        node.close()
+
+
+def test_a_block_from_the_future_is_refused_until_its_time():
+    import time
+
+    import rlp
+
+    from pole_chain.block_production import produce_idle_block
+    from tests.chain.conftest import new_chain
+
+    producer = new_chain()
+    future = produce_idle_block(producer, [], timestamp=int(time.time()) + 3600).block
+    node = Node(None, dev=False)
+    try:
+        with pytest.raises(BlockRejected, match="s in the future .limit 15 s.; try again later"):
+            node.import_block(rlp.encode(future))
+        assert node.head().block_number == 0
+    finally:
+        node.close()

@@ -224,3 +224,16 @@ def test_a_block_whose_release_is_unknown_is_refused(height):
             height.chain, [], coinbase=address(MINER), task_id=1, model_commitment=commitment,
             train_bps=height.train_bps, test_bps=height.test_bps, release_digest=unknown.digest,
         )
+
+
+def test_every_release_the_poster_signed_verifies_blocks_on_every_node(height):
+    """A poster signing two releases for one height must not split the nodes."""
+    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.parent.hash)
+    first = height.release([commitment, keccak(b"someone")])
+    second = height.release([commitment])
+    assert height.book.add_release(first, height.task)
+    assert height.book.add_release(second, height.task)
+    assert not height.book.add_release(second, height.task)  # known
+    assert height.book.release_for(1, height.parent.hash) == first  # closes announcements
+    block = height.seal(release=second, commitment=commitment).block
+    assert height.chain.get_canonical_head() == block.header
