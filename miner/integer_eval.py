@@ -16,12 +16,17 @@ import numpy as np
 
 from miner.datasets import Dataset
 from miner.integer_model import IntegerConv2d, IntegerDense, IntegerModel
-from miner.model_spec import Flatten, MaxPool2d, ReLU
-from miner.sml import SML
+from miner.model_spec import Flatten, MaxPool2d, ModelSpec, ReLU, macs_per_sample
+from miner.sml import SML, SML_EXPANSION
 
 ACTIVATION_MIN = -(1 << 31)
 ACTIVATION_MAX = (1 << 31) - 1
 EVAL_BATCH = 512  # samples per batch; only bounds memory, results do not depend on it
+#: Integers held per batch at most (im2col patches of a wide conv are the big ones).
+BATCH_VALUES = 1 << 24
+#: Multiply-accumulates one evaluation may cost (SML + network over every sample): a block
+#: whose task needs more is refused by every node alike, before any work is done.
+MAX_EVALUATION_MACS = 1 << 31
 
 
 class IncompatibleModelError(ValueError):
@@ -105,12 +110,24 @@ def check_compatible(model: IntegerModel, sml: SML, input_dim: int | None = None
         raise IncompatibleModelError(f"dataset has {input_dim} features, SML takes {sml.input_dim}")
 
 
+def evaluation_macs(spec: ModelSpec, samples: int, features: int) -> int:
+    """Multiply-accumulates of evaluating ``samples`` rows: SML (2d x d) plus the network."""
+    return samples * (SML_EXPANSION * features * features + macs_per_sample(spec))
+
+
 def integer_logits(model: IntegerModel, sml: SML, features: np.ndarray) -> np.ndarray:
     """features (n, d) integers -> logits (n, num_classes) int64."""
     check_compatible(model, sml, features.shape[1])
+    cost = evaluation_macs(model.spec, features.shape[0], features.shape[1])
+    if cost > MAX_EVALUATION_MACS:
+        raise IncompatibleModelError(
+            f"evaluation needs {cost} multiply-accumulates, limit {MAX_EVALUATION_MACS}"
+        )
+    per_sample = max(macs_per_sample(model.spec), sml.out_dim)
+    batch = max(1, min(EVAL_BATCH, BATCH_VALUES // per_sample))
     batches = [
-        _forward(model, sml.apply_int(features[start : start + EVAL_BATCH]))
-        for start in range(0, features.shape[0], EVAL_BATCH)
+        _forward(model, sml.apply_int(features[start : start + batch]))
+        for start in range(0, features.shape[0], batch)
     ]
     return np.concatenate(batches, axis=0)
 

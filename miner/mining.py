@@ -46,6 +46,7 @@ from miner.integer_model import (
 from miner.messages import MessageError, Release, SolutionAnnouncement, commitment_for
 from miner.model_spec import ModelSpec, ModelSpecError, model_spec_from_json
 from miner.sml import SML, SML_EXPANSION, sml_for
+from miner.quantize import TrainingDiverged
 from miner.training import Hyperparams, train_model
 from pole_chain.client import NodeError, PoLeClient, TaskInfo
 
@@ -327,17 +328,20 @@ class Miner:
         if time_left <= 0:
             raise _Stop(Outcome.OVERDUE, f"deadline {task.deadline} has passed")
         sml = sml_for(head.hash, self.address, train.d)
-        trained = train_model(
-            spec,
-            train,
-            sml,
-            target_train_bps=task.min_train_bps,
-            time_limit_s=time_left * self.config.train_fraction,
-            seed=self.config.seed,
-            hyperparams=self.config.hyperparams,
-            progress=self.config.progress,
-            should_stop=self._abandon_check(head),
-        )
+        try:
+            trained = train_model(
+                spec,
+                train,
+                sml,
+                target_train_bps=task.min_train_bps,
+                time_limit_s=time_left * self.config.train_fraction,
+                seed=self.config.seed,
+                hyperparams=self.config.hyperparams,
+                progress=self.config.progress,
+                should_stop=self._abandon_check(head),
+            )
+        except TrainingDiverged as error:
+            raise _Stop(Outcome.TARGET_MISSED, f"{error} (try a lower learning rate)") from None
         if self._stop.is_set():
             raise _Stop(Outcome.STOPPED, "stopped during training")
         try:

@@ -45,6 +45,9 @@ MAX_ACTIVATION_VALUES = 65536  # per sample, any layer
 MAX_PARAMETERS = 1_000_000
 MAX_FAN_IN = 16384  # inputs per output unit; bounds the integer accumulators (docs/ML.md)
 MAX_CLASSES = 256
+#: Multiply-accumulates of one forward pass. Every validating node pays them for every sample
+#: of the training and test sets, so they are part of a spec's validity (see integer_eval).
+MAX_MACS_PER_SAMPLE = 1 << 21
 PADDINGS = ("same", "valid")
 
 
@@ -102,7 +105,9 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "layers", tuple(self.layers))
-        layer_shapes(self)  # validates
+        macs = macs_per_sample(self)  # validates the shapes too
+        if macs > MAX_MACS_PER_SAMPLE:
+            raise ModelSpecError(f"{macs} multiply-accumulates per sample, limit {MAX_MACS_PER_SAMPLE}")
 
     @property
     def input_dim(self) -> int:
@@ -182,11 +187,24 @@ def layer_shapes(spec: ModelSpec) -> list[tuple[int, ...]]:
         shapes.append(shape)
     if parameters > MAX_PARAMETERS:
         raise ModelSpecError(f"{parameters} parameters, limit {MAX_PARAMETERS}")
+
     if shapes[-1] != (spec.num_classes,):
         raise ModelSpecError(
             f"model output shape {shapes[-1]} must be ({spec.num_classes},) for {spec.num_classes} classes"
         )
     return shapes
+
+
+def macs_per_sample(spec: ModelSpec) -> int:
+    """Multiply-accumulates of one forward pass of the network (SML excluded)."""
+    shapes = layer_shapes(spec)
+    total = 0
+    for layer, before, after in zip(spec.layers, shapes, shapes[1:]):
+        if isinstance(layer, Dense):
+            total += before[0] * layer.units
+        elif isinstance(layer, Conv2d):
+            total += layer.channels * before[0] * layer.kernel**2 * after[1] * after[2]
+    return total
 
 
 def _check_fan_in(fan_in: int, where: str) -> None:
@@ -251,7 +269,7 @@ def model_spec_from_json(data: bytes | str, *, require_canonical: bool = False) 
         )
     except ModelSpecError:
         raise
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, a 5000-digit integer
         raise ModelSpecError(f"spec is not valid JSON: {exc}") from exc
     spec = model_spec_from_obj(obj)
     if require_canonical and raw != model_spec_canonical_bytes(spec):
@@ -285,7 +303,7 @@ def _layer_from_obj(i: int, entry) -> Layer:
     if not isinstance(entry, dict) or "type" not in entry:
         raise ModelSpecError(f"layer {i} must be an object with a 'type'")
     name = entry["type"]
-    if name not in _LAYER_TYPES:
+    if not isinstance(name, str) or name not in _LAYER_TYPES:
         raise ModelSpecError(f"layer {i}: unknown type {name!r}; known {sorted(_LAYER_TYPES)}")
     fields = _LAYER_FIELDS[name]
     if set(entry) != {"type", *fields}:

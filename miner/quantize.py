@@ -71,11 +71,17 @@ def quantize_model(
     return IntegerModel(spec, tuple(layers))
 
 
+class TrainingDiverged(ValueError):
+    """The float model holds NaN or infinity: there is no integer model to export."""
+
+
 def _quantize_affine(
     weight: np.ndarray, bias: np.ndarray, in_frac: int, out_max: float, weight_bits: int
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """-> (integer weights, int32 bias, right shift, output fraction bits)."""
     qmax = (1 << (weight_bits - 1)) - 1
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+        raise TrainingDiverged("weights or biases are not finite: training diverged")
     largest = float(np.abs(weight).max()) if weight.size else 0.0
     w_frac = math.floor(math.log2(qmax / largest)) if largest > 0 else weight_bits - 1
     while True:

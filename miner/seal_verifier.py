@@ -7,12 +7,14 @@ checks run in DESIGN.md's order and each failure names the rule and the values.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Optional, Protocol
 
 from eth.abc import BlockHeaderAPI
+from eth_utils import keccak
 
 from miner.datasets import DatasetFormatError, decode_dataset
-from miner.integer_eval import IncompatibleModelError, check_compatible, evaluate_integer_model
+from miner.integer_eval import check_compatible, evaluate_integer_model
 from miner.integer_model import ModelFormatError, check_model_matches_task, decode_model
 from miner.messages import MessageError, Release, commitment_for
 from miner.sml import sml_for
@@ -31,9 +33,13 @@ class SealData(Protocol):
     def blob(self, digest: bytes) -> Optional[bytes]: ...
 
 
+EVALUATION_CACHE_SIZE = 256
+
+
 class ModelSealVerifier:
     def __init__(self, data: SealData) -> None:
         self._data = data
+        self._evaluated: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
 
     def verify(self, header: BlockHeaderAPI, seal: Seal, task: Task) -> None:
         commitment = header.mix_hash
@@ -47,20 +53,9 @@ class ModelSealVerifier:
                 f"model blob does not hash to commitment {commitment.hex()} with this "
                 "coinbase and parent"
             )
-        try:
-            model = decode_model(model_blob)
-            check_model_matches_task(model, task.model_spec)
-        except ModelFormatError as error:
-            raise SealError(f"model rejected: {error}") from None
-        train_set = self._dataset(task.dataset_digest, "training set")
-        test_set = self._dataset(release.test_set_digest, "test set")
-        try:
-            sml = sml_for(header.parent_hash, header.coinbase, train_set.d)
-            check_compatible(model, sml, train_set.d)
-            train_bps = evaluate_integer_model(model, sml, train_set)
-            test_bps = evaluate_integer_model(model, sml, test_set)
-        except (IncompatibleModelError, ValueError) as error:
-            raise SealError(f"model cannot be evaluated on the task's data: {error}") from None
+        train_bps, test_bps = self._accuracies(
+            model_blob, task, header, task.dataset_digest, release.test_set_digest
+        )
         if train_bps < task.min_train_bps:
             raise SealError(
                 f"training accuracy {train_bps} bps is below the task's minimum "
@@ -72,6 +67,41 @@ class ModelSealVerifier:
             )
         if test_bps != seal.test_bps:
             raise SealError(f"claimed test accuracy {seal.test_bps} bps, evaluated {test_bps} bps")
+
+    def _accuracies(
+        self, model_blob: bytes, task: Task, header: BlockHeaderAPI, train_digest: bytes, test_digest: bytes
+    ) -> tuple[int, int]:
+        """(train bps, test bps) of the model under this block's SML, computed once.
+
+        Every variant of a block (other transactions, timestamp or claims) reuses the same
+        evaluation, so re-sending one admitted model costs a node hashing, not training-set
+        passes.
+        """
+        key = (
+            keccak(model_blob), task.model_spec, header.coinbase, header.parent_hash,
+            train_digest, test_digest,
+        )
+        if key not in self._evaluated:
+            try:
+                model = decode_model(model_blob)
+                check_model_matches_task(model, task.model_spec)
+            except ModelFormatError as error:
+                raise SealError(f"model rejected: {error}") from None
+            train_set = self._dataset(train_digest, "training set")
+            test_set = self._dataset(test_digest, "test set")
+            try:
+                sml = sml_for(header.parent_hash, header.coinbase, train_set.d)
+                check_compatible(model, sml, train_set.d)
+                accuracies = (
+                    evaluate_integer_model(model, sml, train_set),
+                    evaluate_integer_model(model, sml, test_set),
+                )
+            except (ValueError, TypeError) as error:
+                raise SealError(f"model cannot be evaluated on the task's data: {error}") from None
+            self._evaluated[key] = accuracies
+            while len(self._evaluated) > EVALUATION_CACHE_SIZE:
+                self._evaluated.popitem(last=False)
+        return self._evaluated[key]
 
     def _release(self, seal: Seal) -> Release:
         release = self._data.release_for_prefix(seal.release_digest_prefix)

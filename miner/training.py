@@ -35,7 +35,7 @@ from miner.datasets import Dataset
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import IntegerModel
 from miner.model_spec import Conv2d, Dense, Flatten, MaxPool2d, ModelSpec, ReLU, layer_shapes
-from miner.quantize import quantize_model
+from miner.quantize import TrainingDiverged, quantize_model
 from miner.sml import SML
 
 
@@ -54,7 +54,7 @@ class TrainResult:
     float_model: nn.Sequential
     train_bps: int  # integer model on the training set through the SML (the claim)
     met_target: bool
-    stopped_by: str  # "target", "time", "epochs" or "stopped"
+    stopped_by: str  # "target", "time", "epochs", "stopped" or "diverged"
     epochs: int
     seconds: float
 
@@ -179,7 +179,13 @@ def train_model(
             epochs_done = epoch + 1
 
             # stop condition: the quantised model, evaluated like consensus will
-            integer_model, train_bps = export()
+            try:
+                integer_model, train_bps = export()
+            except TrainingDiverged:
+                if integer_model is None:
+                    raise
+                stopped_by = "diverged"  # keep the last finite model
+                break
             bar.set_postfix(loss=f"{loss.item():.4f}", train_bps=train_bps)
             if target_train_bps is not None and train_bps >= target_train_bps:
                 stopped_by = "target"

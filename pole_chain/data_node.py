@@ -463,8 +463,11 @@ def valid_announcements(
     min_train_bps: int = 0,
 ) -> list[SolutionAnnouncement]:
     """The announcements a release may admit: well-formed, signed, for this task and parent,
-    claiming at least the minimum training accuracy; one per commitment. If there are more
-    than a release can admit, the highest claimed training accuracies are kept."""
+    claiming at least the minimum training accuracy; one per miner (its first), in the order
+    the node received them, at most a release's worth.
+
+    Claims are not ranked: a claimed accuracy costs nothing to inflate, so ranking by it
+    would let throwaway keys push honest miners out (docs/DATA_NODE.md, open points)."""
     chosen: dict[bytes, SolutionAnnouncement] = {}
     for raw in encoded:
         try:
@@ -476,9 +479,8 @@ def valid_announcements(
             continue
         if announcement.train_bps < min_train_bps:
             continue
-        chosen.setdefault(announcement.model_commitment, announcement)
-    ranked = sorted(chosen.values(), key=lambda a: (-a.train_bps, a.model_commitment))
-    return ranked[:MAX_ADMITTED]
+        chosen.setdefault(announcement.miner, announcement)
+    return list(chosen.values())[:MAX_ADMITTED]
 
 
 def release(

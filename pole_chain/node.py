@@ -623,6 +623,9 @@ class Node:
                 )
             except ValidationError as exc:
                 raise BlockRejected(f"PoLe block refused: {exc}") from exc
+            except Exception as exc:  # a verifier bug must not look like a node failure
+                log.warning("sealing a PoLe block failed unexpectedly", exc_info=True)
+                raise BlockRejected(f"PoLe block refused: {type(exc).__name__}: {exc}") from exc
             if produced.new_canonical:  # it won fork choice (a sibling may have been dropped)
                 self._after_produced(produced)
             return produced.block.hash

@@ -296,22 +296,28 @@ def test_release_refusals(w3, node, tmp_path):
         release(w3, POSTER, task_id, tmp_path, client=node)
 
 
-def test_valid_announcements_keeps_the_best_the_release_can_hold():
+def test_valid_announcements_admit_one_per_miner_in_arrival_order_up_to_the_limit():
     parent = bytes(32)
+    keys = [keccak(b"miner key %d" % i) for i in range(MAX_ADMITTED + 6)]
     announcements = [
         SolutionAnnouncement.sign(
             chain_id=CHAIN_ID, task_id=4, parent_hash=parent, model_commitment=keccak(bytes([i])),
-            train_bps=9000 + i, private_key=ACCOUNTS[i % 10].key,
+            train_bps=9000 + i, private_key=key,
         ).encode()
-        for i in range(MAX_ADMITTED + 6)
+        for i, key in enumerate(keys)
     ]
+    second_from_first_miner = SolutionAnnouncement.sign(
+        chain_id=CHAIN_ID, task_id=4, parent_hash=parent, model_commitment=keccak(b"again"),
+        train_bps=10_000, private_key=keys[0],
+    ).encode()
     chosen = valid_announcements(
-        announcements + [b"\x01garbage"] + announcements[:3],
+        announcements[:1] + [second_from_first_miner, b"\x01garbage"] + announcements[1:]
+        + announcements[:3],
         task_id=4, parent_hash=parent, chain_id=CHAIN_ID,
     )
     assert len(chosen) == MAX_ADMITTED
-    best = sorted((9000 + i for i in range(6, MAX_ADMITTED + 6)), reverse=True)
-    assert [a.train_bps for a in chosen] == best
+    # arrival order, the first announcement of each miner; a higher claim buys nothing
+    assert [a.model_commitment for a in chosen] == [keccak(bytes([i])) for i in range(MAX_ADMITTED)]
     assert valid_announcements(announcements, task_id=4, parent_hash=parent, chain_id=1) == []
 
 

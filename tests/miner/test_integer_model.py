@@ -145,3 +145,18 @@ def test_architecture_check_against_task():
     other = ModelSpec((4,), 2, (Dense(2),))
     with pytest.raises(ModelFormatError, match="architecture"):
         check_model_matches_task(model, model_spec_digest(other))
+
+
+def test_evaluation_cost_is_bounded_before_any_work():
+    import pytest
+
+    from miner.integer_eval import IncompatibleModelError, MAX_EVALUATION_MACS, evaluation_macs
+    from miner.model_spec import MAX_MACS_PER_SAMPLE, ModelSpecError, build_spec, Conv2d, Dense, Flatten, ModelSpec
+
+    mlp = build_spec("mlp", 64, 10, (1, 8, 8))
+    assert evaluation_macs(mlp, 1797, 64) < MAX_EVALUATION_MACS // 50  # digits: cheap
+    with pytest.raises(ModelSpecError, match="multiply-accumulates per sample"):
+        ModelSpec(input_shape=(2, 16, 16), num_classes=10,
+                  layers=(Conv2d(channels=256, kernel=1), Conv2d(channels=1, kernel=7),
+                          Flatten(), Dense(units=10)))
+    assert MAX_MACS_PER_SAMPLE * 2_000 > MAX_EVALUATION_MACS  # big specs also meet the total cap

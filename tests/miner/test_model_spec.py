@@ -117,3 +117,15 @@ def test_rejects_bad_layer_combinations():
         ModelSpec((4, 64, 64), 2, (Conv2d(8, 3), Flatten(), Dense(2)))
     with pytest.raises(ModelSpecError, match="input"):
         ModelSpec((16385,), 2, (Dense(2),))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"input_shape":[4],"layers":[{"type":[]}],"num_classes":2,"version":1}',
+     '{"input_shape":[' + "9" * 5000 + '],"layers":[],"num_classes":2,"version":1}'],
+)
+def test_hostile_spec_json_is_a_spec_error_not_a_crash(text):
+    from miner.model_spec import ModelSpecError, model_spec_from_json
+
+    with pytest.raises(ModelSpecError):
+        model_spec_from_json(text)

@@ -237,3 +237,18 @@ def test_every_release_the_poster_signed_verifies_blocks_on_every_node(height):
     assert height.book.release_for(1, height.parent.hash) == first  # closes announcements
     block = height.seal(release=second, commitment=commitment).block
     assert height.chain.get_canonical_head() == block.header
+
+
+def test_resending_variants_of_one_block_costs_one_evaluation(height, monkeypatch):
+    import miner.seal_verifier as seal_verifier
+
+    calls = []
+    real = seal_verifier.evaluate_integer_model
+    monkeypatch.setattr(
+        seal_verifier, "evaluate_integer_model", lambda *a: calls.append(1) or real(*a)
+    )
+    for claim in range(height.test_bps + 1, height.test_bps + 6):  # five invalid variants
+        assert_refused(height, f"claimed test accuracy {claim} bps", test_bps=claim)
+    assert len(calls) == 2  # training set and test set, once
+    height.seal()  # the honest variant reuses the same evaluation
+    assert len(calls) == 2
