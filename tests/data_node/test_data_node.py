@@ -1,16 +1,17 @@
 """Data-node helpers: preparing, posting, releasing and summarising a task.
 
-The chain is the PoLe dev chain under eth-tester (vm_hooks.tester: the real registry and
-VM, in process); the node's pole_* side (blobs, announcements, releases) is a small fake
-with PoLeClient's interface, so these tests run in seconds. The real node is exercised by
-test_end_to_end.py.
+Everything runs against a real `pole node --dev` process (one per module, over HTTP through
+PoLeClient): the registry, blobs, announcements and releases are the node's own. Miners'
+announcements are really signed and sent with pole_announce; new heads are dev blocks
+(evm_mine). Each test runs on an evm_snapshot of the node and reverts it afterwards, so
+every test posts task 1 on the same fresh chain (the node accepts announcements and
+releases only for the best open task at the named parent).
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from miner.datasets import ZERO_SALT, decode_dataset, encode_dataset, load_built
 from miner.messages import MAX_ADMITTED, Release, SolutionAnnouncement
 from miner.model_spec import build_spec, model_spec_canonical_bytes
 from pole_chain import data_node
-from pole_chain.client import TASK_STATUS, NodeError, TaskInfo
+from pole_chain.client import NodeError, PoLeClient
 from pole_chain.constants import CHAIN_ID
 from pole_chain.data_node import (
     DataNodeError,
@@ -34,74 +35,46 @@ from pole_chain.data_node import (
     valid_announcements,
 )
 from pole_chain.genesis import dev_accounts
+from pole_chain.node_process import NodeProcess
 
 ACCOUNTS = dev_accounts()
 POSTER = ACCOUNTS[0]
 ETHER = 10**18
+UNKNOWN = -32001  # pole_chain/rpc/dispatch.py: RESOURCE_NOT_FOUND
 DIGITS_MLP_SPEC_DIGEST_PREFIX = "f56b37e7"  # docs/ML.md
 
 
-class FakeNode:
-    """PoLeClient's pole_* methods over an in-process chain: blobs, announcements, releases."""
+def announce(client: PoLeClient, miner_index: int, task_id: int, parent: bytes,
+             train_bps: int = 9500, commitment: bytes | None = None) -> SolutionAnnouncement:
+    """A miner's signed SolutionAnnouncement, sent to the node (pole_announce)."""
+    announcement = SolutionAnnouncement.sign(
+        chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent,
+        model_commitment=commitment or keccak(bytes([miner_index]) + parent),
+        train_bps=train_bps, private_key=ACCOUNTS[miner_index].key,
+    )
+    assert client.announce(announcement.encode()) is True
+    return announcement
 
-    def __init__(self, w3) -> None:
-        self.w3 = w3
-        self.blobs: dict[bytes, bytes] = {}
-        self.announced: dict[tuple[int, bytes], list[bytes]] = defaultdict(list)
-        self.releases: dict[tuple[int, bytes], bytes] = {}
-        self.registry = registry_contract(w3)
 
-    def put_blob(self, data: bytes) -> bytes:
-        self.blobs[keccak(data)] = bytes(data)
-        return keccak(data)
-
-    def get_blob(self, digest: bytes) -> bytes:
-        if digest not in self.blobs:
-            raise NodeError("pole_getBlob", {"code": -32004, "message": "unknown blob"})
-        return self.blobs[digest]
-
-    def task(self, task_id: int) -> TaskInfo:
-        t = self.registry.functions.get_task(task_id).call()
-        return TaskInfo(
-            task_id=task_id, poster=to_canonical_address(t[0]), reward=t[1], model_spec=t[2],
-            dataset_digest=t[3], test_set_commitment=t[4], min_train_bps=t[5], time_limit=t[6],
-            solutions_wanted=t[7], posted_at=t[8], deadline=t[9],
-            status=TASK_STATUS.get(t[10], "none"), result=None,
-        )
-
-    def announcements(self, task_id: int, parent_hash: bytes) -> list[bytes]:
-        return list(self.announced[(task_id, parent_hash)])
-
-    def release(self, encoded: bytes) -> bool:
-        message = Release.decode(encoded).verify(CHAIN_ID)
-        assert message.test_set_digest in self.blobs, "test set must be uploaded first"
-        self.releases[(message.task_id, message.parent_hash)] = encoded
-        return True
-
-    def get_release(self, task_id: int, parent_hash: bytes):
-        return self.releases.get((task_id, parent_hash))
-
-    def announce(self, miner_index: int, task_id: int, parent: bytes, train_bps: int = 9500,
-                 commitment: bytes | None = None) -> SolutionAnnouncement:
-        announcement = SolutionAnnouncement.sign(
-            chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent,
-            model_commitment=commitment or keccak(bytes([miner_index]) + parent),
-            train_bps=train_bps, private_key=ACCOUNTS[miner_index].key,
-        )
-        self.announced[(task_id, parent)].append(announcement.encode())
-        return announcement
+@pytest.fixture(scope="module")
+def devnode(tmp_path_factory):
+    process = NodeProcess(tmp_path_factory.mktemp("data-node"), dev=True).start()
+    yield process
+    process.stop()
 
 
 @pytest.fixture
-def w3():
-    from vm_hooks.tester import PoLeEthereumTester, PoLeEVMBackend, pole_tester_web3
-
-    return pole_tester_web3(PoLeEthereumTester(PoLeEVMBackend()))
+def node(devnode):
+    """The data node's client; the chain is reverted to its snapshot after the test."""
+    client = PoLeClient(devnode.web3())
+    snapshot = client.call("evm_snapshot")
+    yield client
+    assert client.call("evm_revert", snapshot) is True
 
 
 @pytest.fixture
-def node(w3):
-    return FakeNode(w3)
+def w3(node):
+    return node.w3
 
 
 def head_hash(w3) -> bytes:
@@ -187,9 +160,11 @@ def test_post_task_escrows_the_reward_and_keeps_the_test_set_secret(w3, node, tm
     assert task.test_set_commitment == local.test_set_commitment
     assert (task.min_train_bps, task.time_limit, task.solutions_wanted) == (9000, 300, 2)
     # Public: training set and spec. Secret: the test set (on disk only).
-    assert decode_dataset(node.blobs[task.dataset_digest]).n == local.record["train_samples"]
-    assert keccak(node.blobs[task.model_spec]) == task.model_spec
-    assert task.test_set_commitment not in node.blobs
+    assert decode_dataset(node.get_blob(task.dataset_digest)).n == local.record["train_samples"]
+    assert keccak(node.get_blob(task.model_spec)) == task.model_spec
+    with pytest.raises(NodeError) as unknown:
+        node.get_blob(task.test_set_commitment)
+    assert unknown.value.code == UNKNOWN
     assert local.test_set().n == local.record["test_samples"] == 359
     assert local.record["task_id"] == 1 and local.record["transaction"].startswith("0x")
     assert not list((tmp_path / "tasks").glob("posting-*"))
@@ -220,23 +195,40 @@ def test_a_reused_task_id_keeps_the_old_files(w3, node, tmp_path):
 def test_release_admits_the_valid_announcements_for_the_head(w3, node, tmp_path):
     task_id = post(w3, node, tmp_path, solutions_wanted=3)
     parent = head_hash(w3)
-    good = [node.announce(1, task_id, parent, 9400), node.announce(2, task_id, parent, 9700)]
-    node.announce(3, task_id, parent, 8000)  # below the task's minimum: useless
-    node.announce(4, task_id, keccak(b"elsewhere"))  # another parent
+    good = [announce(node, 1, task_id, parent, 9400), announce(node, 2, task_id, parent, 9700)]
+    announce(node, 3, task_id, parent, 8000)  # below the task's minimum: the node keeps it, useless
+    # Another parent: the node refuses one it does not know...
+    with pytest.raises(NodeError) as unknown_parent:
+        announce(node, 4, task_id, keccak(b"elsewhere"))
+    assert unknown_parent.value.code == UNKNOWN
+    # ...and one where the task is not open (before it was posted).
+    before_post = bytes(w3.eth.get_block("latest")["parentHash"])
+    with pytest.raises(NodeError, match="not the best open task"):
+        announce(node, 4, task_id, before_post)
     forged = SolutionAnnouncement.sign(
         chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent, model_commitment=keccak(b"x"),
         train_bps=9900, private_key=ACCOUNTS[5].key,
     ).copy(miner=to_canonical_address(ACCOUNTS[6].address))
-    node.announced[(task_id, parent)].append(forged.encode())
+    with pytest.raises(NodeError):  # the node checks the signature
+        node.announce(forged.encode())
+    assert len(node.announcements(task_id, parent)) == 3
+    early = Release.sign(  # the node will not take a release whose test set it lacks
+        chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent,
+        test_set_digest=node.task(task_id).test_set_commitment,
+        admitted=[a.model_commitment for a in good], private_key=POSTER.key,
+    )
+    with pytest.raises(NodeError, match="must be uploaded before the release"):
+        node.release(early.encode())
+    assert node.get_release(task_id, parent) is None
 
     outcome = release(w3, POSTER, task_id, tmp_path, client=node)
     assert outcome.parent_hash == parent and not outcome.already_released
     assert {a.miner for a in outcome.admitted} == {a.miner for a in good}
-    message = Release.decode(node.releases[(task_id, parent)]).verify(CHAIN_ID)
+    message = Release.decode(node.get_release(task_id, parent)).verify(CHAIN_ID)
     assert message.poster == to_canonical_address(POSTER.address)
     assert set(message.admitted) == {a.model_commitment for a in good}
     assert message.test_set_digest == node.task(task_id).test_set_commitment
-    assert node.blobs[message.test_set_digest] == load_local_task(tmp_path, task_id).test_blob
+    assert node.get_blob(message.test_set_digest) == load_local_task(tmp_path, task_id).test_blob
     record = json.loads((tmp_path / "tasks" / str(task_id) / "release.json").read_text())
     assert record["release_digest"] == "0x" + message.digest.hex()
     # Asking again finds the release on the node and changes nothing.
@@ -244,18 +236,21 @@ def test_release_admits_the_valid_announcements_for_the_head(w3, node, tmp_path)
     assert again.already_released and again.digest == message.digest
 
 
-def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(w3, node, tmp_path):
+def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(
+    w3, node, devnode, tmp_path
+):
     task_id = post(w3, node, tmp_path, solutions_wanted=2)
     first_parent = head_hash(w3)
-    node.announce(1, task_id, first_parent)
+    announce(node, 1, task_id, first_parent)
+    miners = PoLeClient(devnode.web3())  # the miners' own connection
 
     def later() -> None:  # the head moves (a dev block), then two miners announce on it
         time.sleep(0.3)
-        w3.eth.send_transaction({"from": ACCOUNTS[7].address, "to": ACCOUNTS[8].address, "value": 1})
-        parent = head_hash(w3)
-        node.announce(2, task_id, parent)
+        miners.call("evm_mine")
+        parent = head_hash(miners.w3)
+        announce(miners, 2, task_id, parent)
         time.sleep(0.3)
-        node.announce(3, task_id, parent)
+        announce(miners, 3, task_id, parent)
 
     thread = threading.Thread(target=later)
     thread.start()
@@ -272,7 +267,7 @@ def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(w3, no
 
 def test_auto_release_settles_for_fewer_after_the_timeout(w3, node, tmp_path):
     task_id = post(w3, node, tmp_path, solutions_wanted=3)
-    node.announce(1, task_id, head_hash(w3))
+    announce(node, 1, task_id, head_hash(w3))
     started = time.monotonic()
     outcome = release(
         w3, POSTER, task_id, tmp_path, client=node, wait_for=3, timeout_s=0.4, poll_s=0.05
@@ -285,7 +280,7 @@ def test_release_refusals(w3, node, tmp_path):
     task_id = post(w3, node, tmp_path)
     with pytest.raises(DataNodeError, match="no solution announced"):
         release(w3, POSTER, task_id, tmp_path, client=node)
-    node.announce(1, task_id, head_hash(w3))
+    announce(node, 1, task_id, head_hash(w3))
     with pytest.raises(DataNodeError, match="only the poster can release"):
         release(w3, ACCOUNTS[1], task_id, tmp_path, client=node)
     with pytest.raises(DataNodeError, match="no test set for task 9"):
@@ -326,7 +321,7 @@ def test_valid_announcements_admit_one_per_miner_in_arrival_order_up_to_the_limi
 
 def test_status_summarises_an_open_task(w3, node, tmp_path):
     task_id = post(w3, node, tmp_path, reward_wei=ETHER * 3 // 2)
-    node.announce(1, task_id, head_hash(w3))
+    announce(node, 1, task_id, head_hash(w3))
     text = status(node, task_id)
     assert text.splitlines()[0] == f"Task {task_id}: open"
     assert "1.5 ETH (in escrow)" in text
