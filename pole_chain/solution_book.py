@@ -8,7 +8,7 @@ model blob) in the chain database, so a restarted node can still verify and serv
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 from eth.abc import AtomicDatabaseAPI
@@ -24,6 +24,11 @@ _RELEASE_KEY = b"pole:release-prefix:"
 _MODEL_KEY = b"pole:model-commitment:"
 _RELEASE_FOR_KEY = b"pole:release-for:"
 _RELEASED_TASK_KEY = b"pole:released-task:"
+#: Heights whose announcements are kept in memory; older ones are dropped (they are gossip:
+#: only the release, which is stored, matters once a height is over).
+MAX_ANNOUNCED_HEIGHTS = 256
+#: Announcements held per height: a bound on memory, well above what a release admits (64).
+MAX_ANNOUNCEMENTS_PER_HEIGHT = 1024
 
 
 class SolutionRejected(ValueError):
@@ -39,7 +44,7 @@ class SolutionBook:
         self._db = db
         self.blobs = blobs
         self._lock = threading.Lock()
-        self._announcements: Dict[bytes, Dict[bytes, SolutionAnnouncement]] = defaultdict(dict)
+        self._announcements: "OrderedDict[bytes, Dict[bytes, SolutionAnnouncement]]" = OrderedDict()
 
     # -- blobs -------------------------------------------------------------------------
     def blob(self, digest: bytes) -> Optional[bytes]:
@@ -64,10 +69,16 @@ class SolutionBook:
             )
         key = _height_key(announcement.task_id, announcement.parent_hash)
         with self._lock:
-            known = self._announcements[key]
+            known = self._announcements.setdefault(key, {})
             if announcement.model_commitment in known:
                 return False
+            if len(known) >= MAX_ANNOUNCEMENTS_PER_HEIGHT:
+                raise SolutionRejected(
+                    f"{MAX_ANNOUNCEMENTS_PER_HEIGHT} announcements already held for this height"
+                )
             known[announcement.model_commitment] = announcement
+            while len(self._announcements) > MAX_ANNOUNCED_HEIGHTS:
+                self._announcements.popitem(last=False)
             return True
 
     def announcements(self, task_id: int, parent_hash: bytes) -> List[SolutionAnnouncement]:

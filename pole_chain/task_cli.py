@@ -38,22 +38,26 @@ class CommandError(Exception):
 
 def _ether(text: str) -> int:
     """An amount in ether (decimal) -> wei."""
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"not an amount of ether: {text!r}") from None
+    value = _finite_decimal(text, "not an amount of ether")
     wei = value * 10**18
     if not value > 0 or wei != wei.to_integral_value():
         raise argparse.ArgumentTypeError(f"reward must be positive with at most 18 decimals, got {text}")
     return int(wei)
 
 
-def _fraction_bps(text: str) -> int:
-    """An accuracy as a fraction 0..1 (0.9 = 90 %) -> basis points."""
+def _finite_decimal(text: str, complaint: str) -> Decimal:
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{complaint}: {text!r}") from None
+    if not value.is_finite():  # NaN and Infinity parse as Decimals too
+        raise argparse.ArgumentTypeError(f"{complaint}: {text!r}")
+    return value
+
+
+def _fraction_bps(text: str) -> int:
+    """An accuracy as a fraction 0..1 (0.9 = 90 %) -> basis points."""
+    value = _finite_decimal(text, "not a number")
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"accuracy is a fraction between 0 and 1 (0.9 = 90 %), got {text}")
     return int((value * 10000).to_integral_value())

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Iterable, Tuple
 
 import rlp
-from eth.abc import BlockHeaderAPI, DatabaseAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, BlockImportResult, DatabaseAPI
 from eth.chains.base import Chain
 from eth.constants import GENESIS_PARENT_HASH
 from eth.db.chain import ChainDB
@@ -65,6 +65,15 @@ class PoLeChainDB(ChainDB):
 class PoLeChain(Chain):
     chain_id = CHAIN_ID
     chaindb_class = PoLeChainDB
+
+    def import_block(
+        self, block: BlockAPI, perform_validation: bool = True
+    ) -> BlockImportResult:
+        # The seal needs only the parent state: check it before executing the block, so a
+        # bad seal costs a peer's node no execution (py-evm checks it only afterwards).
+        if perform_validation and self.chaindb.header_exists(block.header.parent_hash):
+            self.validate_seal(block.header)
+        return super().import_block(block, perform_validation)
 
     def rewind_to(self, block_hash: Hash32) -> None:
         """Make an ancestor the head again (dev snapshots: ``evm_revert``).

@@ -7,6 +7,7 @@ package), so this module stays free of any ML code.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Final, Iterable, Optional, Protocol, Type
 
 from eth.abc import AtomicDatabaseAPI, BlockHeaderAPI, ConsensusAPI, ConsensusContextAPI
@@ -21,6 +22,8 @@ from .idle_pow import IdleParams, ZERO_HASH, ZERO_NONCE, expected_work, meets_wo
 from .registry_calls import Task, best_open_task
 from .seal import BlockKind, Seal, SealError
 
+#: Headers remembered as validly sealed, per configured consensus class.
+VALID_SEAL_MEMORY = 4096
 #: Score (difficulty) of idle and dev blocks: any PoLe block (score >= 1 bps) ties or beats it.
 IDLE_SCORE: Final = 1
 DEV_SCORE: Final = 1
@@ -82,6 +85,7 @@ class PoLeConsensus(ConsensusAPI):
     dev: bool = False
     idle: IdleParams = IdleParams()
     verifier: SealVerifier = NoModelVerifier()
+    _valid_seals: "OrderedDict[bytes, bool]" = OrderedDict()
 
     def __init__(self, context: ConsensusContextAPI) -> None:
         self._db = context.db
@@ -98,10 +102,26 @@ class PoLeConsensus(ConsensusAPI):
         return type(
             "ConfiguredPoLeConsensus",
             (cls,),
-            {"dev": dev, "idle": idle, "verifier": verifier or NoModelVerifier()},
+            {
+                "dev": dev,
+                "idle": idle,
+                "verifier": verifier or NoModelVerifier(),
+                "_valid_seals": OrderedDict(),
+            },
         )
 
     def validate_seal(self, header: BlockHeaderAPI) -> None:
+        # A header's hash covers its seal and its parent, so a seal found valid once stays
+        # valid under this configuration: remember it (an import checks the seal before
+        # executing the block and again when persisting it).
+        if header.hash in self._valid_seals:
+            return
+        self._check_seal(header)
+        self._valid_seals[header.hash] = True
+        while len(self._valid_seals) > VALID_SEAL_MEMORY:
+            self._valid_seals.popitem(last=False)
+
+    def _check_seal(self, header: BlockHeaderAPI) -> None:
         if header.block_number == 0:
             return
         seal = Seal.decode(header.extra_data)
