@@ -34,7 +34,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_canonical_address
 from web3.exceptions import Web3Exception
 
-from miner.datasets import Dataset, DatasetFormatError, dataset_digest, decode_dataset
+from miner.datasets import Dataset, DatasetFormatError, decode_dataset
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import (
     IntegerModel,
@@ -486,12 +486,12 @@ class Miner:
         """The released test set; NodeError while it is not available yet."""
         digest = release.test_set_digest
         data = self.client.get_blob(digest)
+        if keccak(data) != digest:  # the node served wrong bytes: ask again, like _fetch
+            raise NodeError("pole_getBlob", {"message": f"test set does not hash to {short(digest)}"})
         try:
             test = decode_dataset(data)
         except DatasetFormatError as error:
             raise _Stop(Outcome.BAD_RELEASE, f"test set is malformed: {error}") from None
-        if dataset_digest(test) != digest:
-            raise _Stop(Outcome.BAD_RELEASE, f"test set does not hash to {short(digest)}")
         if test.d != train.d or test.num_classes != train.num_classes:
             raise _Stop(
                 Outcome.BAD_RELEASE,
