@@ -206,16 +206,14 @@ def configure_model_command(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect(url: str):
-    from web3 import Web3
-
+    """A client for the node at `url`, after one call proves the node answers."""
     from pole_chain.client import PoLeClient
 
     client = PoLeClient.connect(url)
     try:
-        client.w3.eth.chain_id
+        client.node_status()
     except Exception as error:  # connection refused, DNS, not JSON-RPC...
         raise CommandError(f"cannot reach a PoLe node at {url}: {_reason(error)}") from None
-    assert isinstance(client.w3, Web3)
     return client
 
 

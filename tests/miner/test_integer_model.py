@@ -150,7 +150,7 @@ def test_architecture_check_against_task():
 def test_evaluation_cost_is_bounded_before_any_work():
     import pytest
 
-    from miner.integer_eval import IncompatibleModelError, MAX_EVALUATION_MACS, evaluation_macs
+    from miner.integer_eval import MAX_EVALUATION_MACS, evaluation_macs
     from miner.model_spec import MAX_MACS_PER_SAMPLE, ModelSpecError, build_spec, Conv2d, Dense, Flatten, ModelSpec
 
     mlp = build_spec("mlp", 64, 10, (1, 8, 8))
