@@ -35,7 +35,6 @@ from pole_chain.data_node import (
     valid_announcements,
 )
 from pole_chain.genesis import dev_accounts
-from pole_chain.node_process import NodeProcess
 
 ACCOUNTS = dev_accounts()
 POSTER = ACCOUNTS[0]
@@ -56,20 +55,10 @@ def announce(client: PoLeClient, miner_index: int, task_id: int, parent: bytes,
     return announcement
 
 
-@pytest.fixture(scope="module")
-def devnode(tmp_path_factory):
-    process = NodeProcess(tmp_path_factory.mktemp("data-node"), dev=True).start()
-    yield process
-    process.stop()
-
-
 @pytest.fixture
-def node(devnode):
-    """The data node's client; the chain is reverted to its snapshot after the test."""
-    client = PoLeClient(devnode.web3())
-    snapshot = client.call("evm_snapshot")
-    yield client
-    assert client.call("evm_revert", snapshot) is True
+def node(snapshot_client):
+    """The data node's client (tests/conftest.py: reverted after the test)."""
+    return snapshot_client
 
 
 @pytest.fixture

@@ -136,20 +136,10 @@ class RecordingClient(PoLeClient):
         return [bytes.fromhex(c.params[0][2:]) for c in self.made("pole_getBlob")]
 
 
-@pytest.fixture(scope="module")
-def devnode(tmp_path_factory):
-    process = NodeProcess(tmp_path_factory.mktemp("mining-node")).start()
-    yield process
-    process.stop()
-
-
 @pytest.fixture
-def client(devnode):
-    """The data node's (and the test's) client; the chain is reverted after the test."""
-    client = PoLeClient(devnode.web3())
-    snapshot = client.call("evm_snapshot")
-    yield client
-    assert client.call("evm_revert", snapshot) is True
+def client(snapshot_client):
+    """The data node's (and the test's) client (tests/conftest.py: reverted after the test)."""
+    return snapshot_client
 
 
 @pytest.fixture
