@@ -23,9 +23,6 @@ class NodeError(RuntimeError):
         self.data = error.get("data")
 
 
-TASK_STATUS = {1: "open", 2: "settled", 3: "expired"}
-
-
 @dataclass(frozen=True)
 class TaskResultInfo:
     winner: bytes

@@ -148,6 +148,7 @@ class Node:
         self.accounts: list[str] = [to_checksum_address(a.address) for a in keys]
 
         self._child_template: tuple[bytes, BlockHeaderAPI] | None = None
+        self._test_sets_at: tuple[bytes, dict[bytes, int]] | None = None
         self._time_offset = 0
         self._next_timestamp: int | None = None
         self._time_floor = 0  # evm_increaseTime: at least this far past the head it was called on
@@ -654,13 +655,19 @@ class Node:
         stored, serving it would let late miners train on the test set and still announce.
         """
         with self.lock:
-            state = self.state_at(self.head())
+            task_id = self._open_test_sets().get(bytes(digest))
+            return task_id is not None and not self.solutions.is_released(task_id)
+
+    def _open_test_sets(self) -> dict[bytes, int]:
+        """Test-set commitment -> task id of the open tasks at the head, read once per head
+        (miners poll for blobs; the registry reads cost an EVM call per task)."""
+        head = self.head()
+        if self._test_sets_at is None or self._test_sets_at[0] != head.hash:
+            state = self.state_at(head)
             (open_ids,) = registry_view(state, "open_task_ids")
-            return any(
-                read_task(state, task_id).test_set_commitment == digest
-                and not self.solutions.is_released(task_id)
-                for task_id in open_ids
-            )
+            commitments = {read_task(state, i).test_set_commitment: i for i in open_ids}
+            self._test_sets_at = (head.hash, commitments)
+        return self._test_sets_at[1]
 
     def best_task(self, parent: BlockHeaderAPI | None = None) -> Task | None:
         """The task a miner must work on when building on ``parent`` (default: the head)."""

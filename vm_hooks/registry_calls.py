@@ -29,6 +29,8 @@ ZERO_ADDRESS: Final = Address(bytes(20))
 TASK_OPEN: Final = 1
 TASK_SETTLED: Final = 2
 TASK_EXPIRED: Final = 3
+#: How task states are named outside the VM (JSON-RPC, the client, the command line).
+TASK_STATUS_NAMES: Final = {TASK_OPEN: "open", TASK_SETTLED: "settled", TASK_EXPIRED: "expired"}
 
 
 class RegistryCallError(ValidationError):

@@ -25,7 +25,7 @@ from pole_chain.rpc.dispatch import (
     RpcError,
 )
 from pole_chain.solution_book import SolutionRejected
-from vm_hooks.registry_calls import TASK_EXPIRED, TASK_OPEN, TASK_SETTLED, Task
+from vm_hooks.registry_calls import TASK_STATUS_NAMES, Task
 
 if TYPE_CHECKING:
     from pole_chain.rpc.server import RpcContext
@@ -53,9 +53,6 @@ def pole_node_status(ctx: RpcContext) -> dict[str, Any]:
         "mempoolSize": status["mempool_size"],
         "datadir": status["datadir"],
     }
-
-
-TASK_STATUS_NAMES = {TASK_OPEN: "open", TASK_SETTLED: "settled", TASK_EXPIRED: "expired"}
 
 
 def format_task(task: Task, result: tuple | None) -> dict[str, Any]:

@@ -209,6 +209,10 @@ def test_release_admits_the_valid_announcements_for_the_head(w3, node, tmp_path)
     with pytest.raises(NodeError, match="must be uploaded before the release"):
         node.release(early.encode())
     assert node.get_release(task_id, parent) is None
+    test_blob = load_local_task(tmp_path, task_id).test_blob
+    assert node.put_blob(test_blob) == early.test_set_digest
+    with pytest.raises(NodeError, match="withheld until its release"):  # uploaded, not yet public
+        node.get_blob(early.test_set_digest)
 
     outcome = release(w3, POSTER, task_id, tmp_path, client=node)
     assert outcome.parent_hash == parent and not outcome.already_released

@@ -114,7 +114,9 @@ def test_load_refuses_a_directory_without_a_model(tmp_path):
         load_delivered_model(tmp_path)
 
 
-# --- fetch_model against a fake node: the checks that make delivery trustless --------------
+# --- fetch_model against a dishonest node: the checks that make delivery trustless ---------
+# An honest node cannot serve a tampered blob or an inflated result, so these answers are
+# scripted; the honest path against a real node is in test_end_to_end.py.
 
 
 class FakeChain:
