@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/pole demo
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m contracts.build --check
 	$(PY) -m pytest -q
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import rlp
 from eth_account import Account
 
-from pole_chain.block_production import produce_dev_block
-from pole_chain.chain_factory import open_chain
-from pole_chain.constants import CHAIN_ID
-from pole_chain.database import open_database
-from pole_chain.genesis import dev_accounts
-from pole_chain.node_process import NodeProcess
+from pole_chain.chain.block_production import produce_dev_block
+from pole_chain.chain.opening import open_chain
+from vm_hooks.params import CHAIN_ID
+from pole_chain.chain.database import open_database
+from vm_hooks.genesis import dev_accounts
+from pole_chain.devnet.node_process import NodeProcess
 
 from .report import report
 

@@ -26,13 +26,13 @@ from miner.model_spec import build_spec, model_spec_canonical_bytes
 from miner.seal_verifier import ModelSealVerifier
 from miner.sml import sml_for
 from miner.training import train_model
-from pole_chain.blob_store import BlobStore
-from pole_chain.block_production import produce_idle_block, produce_pole_block
-from pole_chain.chain_factory import open_chain
-from pole_chain.constants import CHAIN_ID, REGISTRY_ADDRESS
-from pole_chain.database import open_database
-from pole_chain.genesis import dev_accounts
-from pole_chain.solution_book import SolutionBook
+from pole_chain.node.blob_store import BlobStore
+from pole_chain.chain.block_production import produce_idle_block, produce_pole_block
+from pole_chain.chain.opening import open_chain
+from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
+from pole_chain.chain.database import open_database
+from vm_hooks.genesis import dev_accounts
+from pole_chain.node.solution_book import SolutionBook
 from vm_hooks.idle_pow import IdleParams
 from vm_hooks.registry_calls import best_open_task, encode_call
 from vm_hooks.consensus import state_at

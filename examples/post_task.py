@@ -16,7 +16,7 @@ Release the test set once miners have announced solutions: `pole task release ID
 from eth_account import Account
 from web3 import Web3
 
-from pole_chain.data_node import post_task, registry_contract
+from pole_chain.clients.data_node import post_task, registry_contract
 
 RPC_URL = "http://127.0.0.1:8545"
 # The devnet's accounts come from the usual test mnemonic (same addresses as anvil/Hardhat).

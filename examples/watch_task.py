@@ -11,7 +11,7 @@ import time
 
 from web3 import Web3
 
-from pole_chain.data_node import registry_contract
+from pole_chain.clients.data_node import registry_contract
 
 RPC_URL = "http://127.0.0.1:8545"
 STATUS = {1: "open", 2: "settled", 3: "expired"}

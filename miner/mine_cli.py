@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     from miner.mining import Miner, MinerConfig, Outcome
     from miner.training import Hyperparams
-    from pole_chain.client import PoLeClient
+    from miner.node_client import PoLeClient
 
     key = args.key or os.environ.get(MINER_KEY_VARIABLE)
     if not key:

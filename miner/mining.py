@@ -48,7 +48,7 @@ from miner.model_spec import ModelSpec, ModelSpecError, model_spec_from_json
 from miner.sml import SML, SML_EXPANSION, sml_for
 from miner.quantize import TrainingDiverged
 from miner.training import Hyperparams, train_model
-from pole_chain.client import NodeError, PoLeClient, TaskInfo
+from miner.node_client import NodeError, PoLeClient, TaskInfo
 
 log = logging.getLogger("pole.miner")
 

@@ -18,7 +18,7 @@ from miner.integer_eval import check_compatible, evaluate_integer_model
 from miner.integer_model import ModelFormatError, check_model_matches_task, decode_model
 from miner.messages import MessageError, Release, commitment_for
 from miner.sml import sml_for
-from pole_chain.constants import CHAIN_ID
+from vm_hooks.params import CHAIN_ID
 from vm_hooks.registry_calls import Task
 from vm_hooks.seal import Seal, SealError
 

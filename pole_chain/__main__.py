@@ -1,6 +1,6 @@
 """`python -m pole_chain ...` is the `pole` command."""
 import sys
 
-from pole_chain.cli import main
+from pole_chain.cli.main import main
 
 sys.exit(main())

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pole_chain.client import PoLeClient
-from pole_chain.node_process import NodeProcess
+from miner.node_client import PoLeClient
+from pole_chain.devnet.node_process import NodeProcess
 
 
 @pytest.fixture(scope="module")

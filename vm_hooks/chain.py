@@ -24,7 +24,7 @@ from eth.db.schema import SchemaV1
 from eth_typing import Hash32
 from eth_utils import keccak
 
-from pole_chain.constants import CHAIN_ID
+from vm_hooks.params import CHAIN_ID
 
 from .seal import BlockKind, Seal
 

@@ -16,7 +16,7 @@ from eth.typing import Address
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.prague.state import PragueState
 
-from pole_chain.constants import CHAIN_ID
+from vm_hooks.params import CHAIN_ID
 
 from .idle_pow import IdleParams, ZERO_HASH, ZERO_NONCE, expected_work, meets_work, pow_hash
 from .registry_calls import Task, best_open_task

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Optional, Sequence
 
+from eth.constants import ZERO_ADDRESS
 import eth_abi
 from eth.abc import ComputationAPI, StateAPI
 from eth.vm.message import Message
@@ -21,10 +22,9 @@ from eth_utils import (
 )
 
 from contracts import TASK_REGISTRY, load_artifact
-from pole_chain.constants import REGISTRY_ADDRESS
+from vm_hooks.params import REGISTRY_ADDRESS
 
 CALL_GAS: Final = 30_000_000
-ZERO_ADDRESS: Final = Address(bytes(20))
 
 TASK_OPEN: Final = 1
 TASK_SETTLED: Final = 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 from eth.abc import BlockHeaderAPI, StateAPI
 from eth_utils import to_checksum_address
 
-from pole_chain.constants import SYSTEM_ADDRESS
+from vm_hooks.params import SYSTEM_ADDRESS
 
 from .registry_calls import RegistryCallError, encode_call, execute
 from .seal import BlockKind, Seal

@@ -21,7 +21,7 @@ from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.headers import create_prague_header_from_parent
 from eth_utils import ValidationError
 
-from pole_chain.constants import CHAIN_ID
+from vm_hooks.params import CHAIN_ID
 
 from .consensus import PoLeConsensus
 from .idle_pow import ZERO_NONCE

@@ -14,6 +14,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import rlp
+from eth.constants import ZERO_ADDRESS
 from eth.abc import BlockHeaderAPI, ComputationAPI, SignedTransactionAPI, StateAPI
 from eth.exceptions import HeaderNotFound, Revert, TransactionNotFound
 from eth.vm.spoof import SpoofTransaction
@@ -22,7 +23,7 @@ from eth_hash.auto import keccak
 from eth_typing import Address
 from eth_utils import ValidationError, to_checksum_address
 
-from pole_chain.mempool import TransactionRejected
+from pole_chain.node.mempool import TransactionRejected
 from pole_chain.rpc import formatting as fmt
 from pole_chain.rpc.dispatch import (
     EXECUTION_REVERTED,
@@ -37,12 +38,11 @@ from pole_chain.rpc.filters import query_logs
 from pole_chain.rpc.formatting import BlockRef, TransactionRequest
 
 if TYPE_CHECKING:
-    from pole_chain.node import Node
+    from pole_chain.node.node import Node
     from pole_chain.rpc.server import RpcContext
 
 METHODS = MethodTable()
 
-ZERO_ADDRESS = Address(b"\x00" * 20)
 ERROR_STRING_SELECTOR = keccak(b"Error(string)")[:4]
 GWEI = 10**9
 #: eth_maxPriorityFeePerGas when recent blocks carry no transactions; and its ceiling.

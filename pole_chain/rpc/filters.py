@@ -23,7 +23,7 @@ from pole_chain.rpc.dispatch import LIMIT_EXCEEDED, RESOURCE_NOT_FOUND, SERVER_E
 from pole_chain.rpc.formatting import BlockRef, LogFilter, format_log, hex_data, topic_bytes
 
 if TYPE_CHECKING:
-    from pole_chain.node import Node
+    from pole_chain.node.node import Node
 
 #: eth_getLogs answers at most this many blocks and logs per call.
 MAX_LOG_BLOCK_RANGE = 10_000

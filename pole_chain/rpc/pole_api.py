@@ -11,8 +11,8 @@ from eth.exceptions import HeaderNotFound
 from eth_utils import to_checksum_address
 
 from miner.messages import MessageError, Release, SolutionAnnouncement
-from pole_chain.blob_store import BlobTooLarge
-from pole_chain.node import BlockRejected, SealRequest
+from pole_chain.node.blob_store import BlobTooLarge
+from pole_chain.node.node import BlockRejected, SealRequest
 from pole_chain.rpc import formatting as fmt
 from pole_chain.rpc.dispatch import (
     INVALID_PARAMS,
@@ -24,7 +24,7 @@ from pole_chain.rpc.dispatch import (
     Param,
     RpcError,
 )
-from pole_chain.solution_book import SolutionRejected
+from pole_chain.node.solution_book import SolutionRejected
 from vm_hooks.registry_calls import TASK_STATUS_NAMES, Task
 
 if TYPE_CHECKING:

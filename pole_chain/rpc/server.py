@@ -24,7 +24,7 @@ from pole_chain.rpc.dispatch import INTERNAL_ERROR, INVALID_REQUEST, Dispatcher,
 from pole_chain.rpc.filters import FilterStore
 
 if TYPE_CHECKING:
-    from pole_chain.node import Node
+    from pole_chain.node.node import Node
 
 log = logging.getLogger("pole.rpc.http")
 
@@ -34,6 +34,7 @@ MAX_DISCARD = 64 * 1024 * 1024
 MAX_BODY_SIZE = 8 * 1024 * 1024  # blobs (datasets, models) travel as hex in pole_putBlob
 #: Seconds a connection may sit idle (or dribble a request) before it is closed.
 IDLE_TIMEOUT = 60
+DEFAULT_RPC_PORT = 8545
 
 #: Every method table the server answers from; a new *_api module adds its table here.
 METHOD_TABLES: tuple[MethodTable, ...] = (eth_api.METHODS, pole_api.METHODS, dev_api.METHODS)

@@ -9,11 +9,11 @@ from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
 from eth_account import Account
 from eth_utils import keccak
 
-from pole_chain.block_production import produce_idle_block
-from pole_chain.chain_factory import open_chain
-from pole_chain.constants import CHAIN_ID, REGISTRY_ADDRESS
-from pole_chain.database import open_database
-from pole_chain.genesis import dev_accounts
+from pole_chain.chain.block_production import produce_idle_block
+from pole_chain.chain.opening import open_chain
+from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
+from pole_chain.chain.database import open_database
+from vm_hooks.genesis import dev_accounts
 from vm_hooks.chain import PoLeChain
 from vm_hooks.consensus import state_at
 from vm_hooks.idle_pow import IdleParams

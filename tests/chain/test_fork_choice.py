@@ -1,7 +1,7 @@
 """Fork choice is py-evm's score (sum of difficulty) with a deterministic tie-break."""
 from eth_utils import keccak
 
-from pole_chain.block_production import produce_pole_block
+from pole_chain.chain.block_production import produce_pole_block
 from vm_hooks.chain import tiebreak_key
 from vm_hooks.consensus import state_at
 from vm_hooks.registry_calls import read_task, view

@@ -2,9 +2,9 @@
 import pytest
 from eth_utils import keccak
 
-from pole_chain.block_production import produce_dev_block, produce_idle_block, produce_pole_block
-from pole_chain.constants import REGISTRY_ADDRESS
-from pole_chain.genesis import dev_accounts
+from pole_chain.chain.block_production import produce_dev_block, produce_idle_block, produce_pole_block
+from vm_hooks.params import REGISTRY_ADDRESS
+from vm_hooks.genesis import dev_accounts
 from vm_hooks.registry_calls import TASK_EXPIRED, TASK_SETTLED, encode_call, read_task, view
 from vm_hooks.vm import WrongChainIdError
 
@@ -103,9 +103,9 @@ def test_restart_on_the_data_directory_keeps_head_and_balances(tmp_path):
 
 
 def test_opening_a_dev_datadir_without_dev_is_refused(tmp_path):
-    from pole_chain.chain_factory import WrongGenesisError, open_chain
+    from pole_chain.chain.opening import WrongGenesisError, open_chain
 
-    from pole_chain.database import open_database
+    from pole_chain.chain.database import open_database
 
     new_chain(dev=True, datadir=tmp_path).chaindb.db.close()
     db = open_database(tmp_path)

@@ -2,7 +2,7 @@
 import pytest
 from eth_utils import ValidationError, keccak
 
-from pole_chain.block_production import (
+from pole_chain.chain.block_production import (
     SealFields,
     build_block,
     next_timestamp,
@@ -131,8 +131,8 @@ def test_dev_blocks_replay_on_a_dev_chain():
 
 
 def test_pole_block_refused_by_a_node_without_a_model_verifier(task_chain):
-    from pole_chain.chain_factory import open_chain
-    from pole_chain.database import open_database
+    from pole_chain.chain.opening import open_chain
+    from pole_chain.chain.database import open_database
 
     from .conftest import FAST_IDLE
 

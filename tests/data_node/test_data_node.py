@@ -20,10 +20,10 @@ from eth_utils import keccak, to_canonical_address
 from miner.datasets import ZERO_SALT, decode_dataset, encode_dataset, load_builtin
 from miner.messages import MAX_ADMITTED, Release, SolutionAnnouncement
 from miner.model_spec import build_spec, model_spec_canonical_bytes
-from pole_chain import data_node
-from pole_chain.client import NodeError, PoLeClient
-from pole_chain.constants import CHAIN_ID
-from pole_chain.data_node import (
+from pole_chain.clients import data_node
+from miner.node_client import NodeError, PoLeClient
+from vm_hooks.params import CHAIN_ID
+from pole_chain.clients.data_node import (
     DataNodeError,
     load_local_task,
     load_model_spec,
@@ -34,7 +34,7 @@ from pole_chain.data_node import (
     status,
     valid_announcements,
 )
-from pole_chain.genesis import dev_accounts
+from vm_hooks.genesis import dev_accounts
 
 ACCOUNTS = dev_accounts()
 POSTER = ACCOUNTS[0]

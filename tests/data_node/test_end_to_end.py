@@ -23,11 +23,11 @@ from web3 import Web3
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.sml import SML_EXPANSION, sml_for
-from pole_chain.client import PoLeClient
-from pole_chain.data_node import load_test_set, post_task, registry_contract, release
-from pole_chain.demo import REPO_ROOT, Children, pole_command, start_node
-from pole_chain.genesis import dev_accounts
-from pole_chain.model_delivery import load_delivered_model
+from miner.node_client import PoLeClient
+from pole_chain.clients.data_node import load_test_set, post_task, registry_contract, release
+from pole_chain.demo.demo import REPO_ROOT, Children, pole_command, start_node
+from vm_hooks.genesis import dev_accounts
+from pole_chain.clients.model_delivery import load_delivered_model
 
 ACCOUNTS = dev_accounts()
 POSTER, MINERS = ACCOUNTS[0], ACCOUNTS[1:3]

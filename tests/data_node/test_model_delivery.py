@@ -17,10 +17,10 @@ from miner.model_spec import (
 )
 from miner.sml import sml_for
 from miner.training import Hyperparams, train_model
-from pole_chain.client import TaskInfo, TaskResultInfo
-from pole_chain.constants import CHAIN_ID
-from pole_chain.genesis import dev_accounts
-from pole_chain.model_delivery import (
+from miner.node_client import TaskInfo, TaskResultInfo
+from vm_hooks.params import CHAIN_ID
+from vm_hooks.genesis import dev_accounts
+from pole_chain.clients.model_delivery import (
     BLOB_FILE,
     META_FILE,
     DeliveredModel,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from pole_chain.blob_store import DEFAULT_MAX_BLOB_SIZE, BlobNotFound, BlobStore, BlobTooLarge
+from pole_chain.node.blob_store import DEFAULT_MAX_BLOB_SIZE, BlobNotFound, BlobStore, BlobTooLarge
 
 
 @pytest.fixture(params=["memory", "disk"])
@@ -87,7 +87,7 @@ def test_corrupted_blob_is_missing_removed_and_logged_once(tmp_path: Path, caplo
     store = BlobStore(tmp_path)
     digest = store.put(b"dataset bytes")
     blob_file(tmp_path, digest).write_bytes(b"dataset bytez")  # bit rot
-    caplog.set_level(logging.WARNING, logger="pole_chain.blob_store")
+    caplog.set_level(logging.WARNING, logger="pole_chain.node.blob_store")
     for _ in range(3):
         with pytest.raises(BlobNotFound):
             store.get(digest)

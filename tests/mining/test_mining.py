@@ -39,11 +39,11 @@ from miner.mining import HeightResult, Miner, MinerConfig, Outcome
 from miner.model_spec import build_spec, model_spec_canonical_bytes, model_spec_digest
 from miner.sml import sml_for
 from miner.training import Hyperparams
-from pole_chain.client import NodeError, PoLeClient, TaskInfo
-from pole_chain.cli import build_parser
-from pole_chain.constants import CHAIN_ID, REGISTRY_ADDRESS
-from pole_chain.genesis import dev_accounts
-from pole_chain.node_process import NodeProcess, child_environment
+from miner.node_client import NodeError, PoLeClient, TaskInfo
+from pole_chain.cli.main import build_parser
+from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
+from vm_hooks.genesis import dev_accounts
+from pole_chain.devnet.node_process import NodeProcess, child_environment
 
 ACCOUNTS = dev_accounts()
 POSTER, MINER, OTHER = ACCOUNTS[1], ACCOUNTS[2], ACCOUNTS[3]

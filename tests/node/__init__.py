@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from pole_chain import node_process as pole_node_process
+from pole_chain.devnet import node_process as pole_node_process
 
 STORE_SOURCE = """
 # pragma version ^0.4.0

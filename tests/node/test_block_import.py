@@ -5,7 +5,7 @@ import pytest
 import rlp
 from eth_utils import to_bytes
 
-from pole_chain.node import BlockRejected, Node
+from pole_chain.node.node import BlockRejected, Node
 
 from . import NodeProcess
 
@@ -75,9 +75,9 @@ def test_submit_pole_block_settles_the_task():
     from eth_utils import to_canonical_address, to_checksum_address
     from web3 import Web3
 
-    from pole_chain.constants import CHAIN_ID, REGISTRY_ADDRESS
-    from pole_chain.genesis import dev_accounts
-    from pole_chain.node import SealRequest
+    from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
+    from vm_hooks.genesis import dev_accounts
+    from pole_chain.node.node import SealRequest
 
     poster, miner = dev_accounts()[0], to_canonical_address("0x" + "42" * 20)
     registry = Web3().eth.contract(abi=load_artifact(TASK_REGISTRY).abi)
@@ -111,7 +111,7 @@ def test_submit_pole_block_settles_the_task():
 def test_a_better_sibling_sealed_later_returns_the_dropped_transactions_to_the_pool():
     from eth_utils import keccak
 
-    from pole_chain.node import SealRequest
+    from pole_chain.node.node import SealRequest
     from tests.chain.conftest import post_task_tx, sign
 
     node = Node(None, dev=False, verifier=AcceptingVerifier())
@@ -139,7 +139,7 @@ def test_a_block_from_the_future_is_refused_until_its_time():
 
     import rlp
 
-    from pole_chain.block_production import produce_idle_block
+    from pole_chain.chain.block_production import produce_idle_block
     from tests.chain.conftest import new_chain
 
     producer = new_chain()

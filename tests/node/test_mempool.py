@@ -7,12 +7,12 @@ import pytest
 from eth_account import Account
 from eth_utils import to_canonical_address
 
-from pole_chain.block_production import produce_dev_block
-from pole_chain.chain_factory import open_chain
-from pole_chain.constants import CHAIN_ID
-from pole_chain.database import open_database
-from pole_chain.genesis import dev_accounts
-from pole_chain.mempool import MAX_TRANSACTION_SIZE, Mempool, TransactionRejected
+from pole_chain.chain.block_production import produce_dev_block
+from pole_chain.chain.opening import open_chain
+from vm_hooks.params import CHAIN_ID
+from pole_chain.chain.database import open_database
+from vm_hooks.genesis import dev_accounts
+from pole_chain.node.mempool import MAX_TRANSACTION_SIZE, Mempool, TransactionRejected
 
 GWEI = 10**9
 ACCOUNTS = dev_accounts()

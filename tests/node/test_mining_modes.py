@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from pole_chain.constants import CHAIN_ID
-from pole_chain.genesis import dev_accounts
+from vm_hooks.params import CHAIN_ID
+from vm_hooks.genesis import dev_accounts
 
 from . import NodeProcess
 

@@ -6,8 +6,8 @@ from eth_account import Account
 from web3 import Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3RPCError
 
-from pole_chain.constants import CHAIN_ID
-from pole_chain.genesis import dev_accounts
+from vm_hooks.params import CHAIN_ID
+from vm_hooks.genesis import dev_accounts
 
 from . import NodeProcess, compile_store_contract
 
@@ -298,7 +298,7 @@ def test_pole_methods(node, w3, tmp_path):
 
 def test_pole_tasks_lists_tasks_and_the_best_one(node, w3):
     from contracts import TASK_REGISTRY, load_artifact
-    from pole_chain.constants import REGISTRY_ADDRESS
+    from vm_hooks.params import REGISTRY_ADDRESS
 
     registry = w3.eth.contract(
         address=Web3.to_checksum_address(REGISTRY_ADDRESS), abi=load_artifact(TASK_REGISTRY).abi

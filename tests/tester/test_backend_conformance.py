@@ -11,8 +11,8 @@ from eth_tester.exceptions import TransactionNotFound
 from eth_tester.utils.backend_testing import BaseTestBackendDirect
 from eth_utils import denoms
 
-from pole_chain.constants import CHAIN_ID
-from vm_hooks.tester import PoLeEthereumTester
+from vm_hooks.params import CHAIN_ID
+from vm_hooks.testing.tester import PoLeEthereumTester
 from vm_hooks.vm import WrongChainIdError
 
 #: The chain id eth-tester's suite signs for (its private chain's).

@@ -14,15 +14,15 @@ from eth_account import Account
 from web3.exceptions import ContractLogicError
 
 from contracts import TASK_REGISTRY, load_artifact
-from pole_chain.chain_factory import open_chain
-from pole_chain.constants import CHAIN_ID, DEV_ACCOUNT_BALANCE, REGISTRY_ADDRESS
-from pole_chain.genesis import dev_accounts
+from pole_chain.chain.opening import open_chain
+from vm_hooks.params import CHAIN_ID, DEV_ACCOUNT_BALANCE, REGISTRY_ADDRESS
+from vm_hooks.genesis import dev_accounts
 from vm_hooks.seal import BlockKind, Seal
 from vm_hooks.vm import WrongChainIdError
 
 # Installed, pole-chain registers these through its pytest11 entry point; importing them
 # here lets this file run from a plain checkout too (same fixtures either way).
-from vm_hooks.pytest_plugin import pole_backend, pole_tester, pole_w3  # noqa: F401
+from vm_hooks.testing.pytest_plugin import pole_backend, pole_tester, pole_w3  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -243,7 +243,7 @@ def test_plugin_serves_fixtures_to_a_user_suite(tmp_path):
         )
     )
     installed = any(ep.name == "pole" for ep in entry_points(group="pytest11"))
-    load_plugin = [] if installed else ["-p", "vm_hooks.pytest_plugin"]
+    load_plugin = [] if installed else ["-p", "vm_hooks.testing.pytest_plugin"]
     python_path = [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *load_plugin,

@@ -18,13 +18,13 @@ from miner.model_spec import build_spec, model_spec_canonical_bytes
 from miner.seal_verifier import ModelSealVerifier
 from miner.sml import sml_for
 from miner.training import train_model
-from pole_chain.blob_store import BlobStore
-from pole_chain.block_production import produce_idle_block, produce_pole_block
-from pole_chain.chain_factory import open_chain
-from pole_chain.constants import CHAIN_ID, REGISTRY_ADDRESS
-from pole_chain.database import open_database
-from pole_chain.genesis import dev_accounts
-from pole_chain.solution_book import SolutionBook, SolutionRejected
+from pole_chain.node.blob_store import BlobStore
+from pole_chain.chain.block_production import produce_idle_block, produce_pole_block
+from pole_chain.chain.opening import open_chain
+from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
+from pole_chain.chain.database import open_database
+from vm_hooks.genesis import dev_accounts
+from pole_chain.node.solution_book import SolutionBook, SolutionRejected
 from vm_hooks.registry_calls import encode_call, best_open_task
 
 from tests.chain.conftest import FAST_IDLE, head_state, sign
@@ -84,7 +84,7 @@ class Height:
         # Written straight to the book's index the way an honest release is stored, so the
         # verifier, not the book's own admission checks, is what must refuse the block.
         digest = self.book.blobs.put(release.encode())
-        from pole_chain.solution_book import _RELEASE_KEY
+        from pole_chain.node.solution_book import _RELEASE_KEY
         self.book._db[_RELEASE_KEY + digest[:24]] = digest
 
 
@@ -153,7 +153,7 @@ def test_weights_not_matching_the_commitment_are_refused(height):
     other[-5] ^= 0x01
     honest = commitment_for(height.model_blob, address(MINER), height.parent.hash)
     # The node holds a different blob under the commitment the block claims.
-    from pole_chain.solution_book import _MODEL_KEY
+    from pole_chain.node.solution_book import _MODEL_KEY
     height.book._db[_MODEL_KEY + honest] = height.book.blobs.put(bytes(other))
     assert_refused(height, "model blob does not hash to commitment", commitment=honest)
 

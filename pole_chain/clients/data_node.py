@@ -66,9 +66,9 @@ from miner.model_spec import (
     model_spec_from_json,
 )
 from miner.sml import MAX_SML_INPUT_DIM, SML_EXPANSION
-from pole_chain.client import NodeError, PoLeClient, TaskInfo
+from miner.node_client import NodeError, PoLeClient, TaskInfo
 
-from .constants import REGISTRY_ADDRESS
+from vm_hooks.params import REGISTRY_ADDRESS
 
 log = logging.getLogger("pole.data_node")
 

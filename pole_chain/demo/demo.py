@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 90.0
 _LISTENING = re.compile(r"Listening on (http://\S+)")
 
@@ -272,7 +272,7 @@ def _idle_work(block) -> int:
 
 def task_list(w3) -> list[str]:
     """Every task the registry knows, one line each, read with plain web3 contract calls."""
-    from pole_chain.data_node import format_bps, format_ether, registry_contract
+    from pole_chain.clients.data_node import format_bps, format_ether, registry_contract
 
     registry = registry_contract(w3)
     count = registry.functions.task_count().call()
@@ -345,8 +345,8 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     from miner.integer_eval import evaluate_integer_model
     from miner.integer_model import decode_model
     from miner.sml import SML_EXPANSION, sml_for
-    from pole_chain.client import PoLeClient
-    from pole_chain.data_node import (
+    from miner.node_client import PoLeClient
+    from pole_chain.clients.data_node import (
         format_bps,
         format_ether,
         load_test_set,
@@ -354,8 +354,8 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
         registry_contract,
         release,
     )
-    from pole_chain.genesis import dev_accounts
-    from pole_chain.model_delivery import fetch_model, load_delivered_model
+    from vm_hooks.genesis import dev_accounts
+    from pole_chain.clients.model_delivery import fetch_model, load_delivered_model
 
     accounts = dev_accounts()
     poster = accounts[0]

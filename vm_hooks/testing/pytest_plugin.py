@@ -19,13 +19,13 @@ import pytest
 if TYPE_CHECKING:
     from web3 import Web3
 
-    from vm_hooks.tester import PoLeEthereumTester, PoLeEVMBackend
+    from vm_hooks.testing.tester import PoLeEthereumTester, PoLeEVMBackend
 
 
 @pytest.fixture
 def pole_backend() -> "PoLeEVMBackend":
     """eth-tester backend on a fresh in-memory PoLe dev chain."""
-    from vm_hooks.tester import PoLeEVMBackend
+    from vm_hooks.testing.tester import PoLeEVMBackend
 
     return PoLeEVMBackend()
 
@@ -33,7 +33,7 @@ def pole_backend() -> "PoLeEVMBackend":
 @pytest.fixture
 def pole_tester(pole_backend: "PoLeEVMBackend") -> "PoLeEthereumTester":
     """EthereumTester on ``pole_backend`` (auto-mining: one block per transaction)."""
-    from vm_hooks.tester import PoLeEthereumTester
+    from vm_hooks.testing.tester import PoLeEthereumTester
 
     return PoLeEthereumTester(pole_backend)
 
@@ -41,6 +41,6 @@ def pole_tester(pole_backend: "PoLeEVMBackend") -> "PoLeEthereumTester":
 @pytest.fixture
 def pole_w3(pole_tester: "PoLeEthereumTester") -> "Web3":
     """Web3 on ``pole_tester`` through ``PoLeTesterProvider``; accounts are the devnet's."""
-    from vm_hooks.tester import pole_tester_web3
+    from vm_hooks.testing.tester import pole_tester_web3
 
     return pole_tester_web3(pole_tester)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
+from eth.constants import ZERO_ADDRESS
 from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
 from eth_typing import Address
 from eth_utils import ValidationError
@@ -21,7 +22,6 @@ from vm_hooks.consensus import DEV_SCORE, IDLE_SCORE, idle_allowed_from, parent_
 from vm_hooks.idle_pow import ZERO_HASH, ZERO_NONCE, IdleParams, expected_work, pow_hash, solve
 from vm_hooks.seal import Seal
 
-ZERO_ADDRESS = Address(bytes(20))
 
 
 @dataclass

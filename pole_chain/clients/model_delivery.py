@@ -62,7 +62,7 @@ from miner.model_spec import (
     model_spec_to_obj,
 )
 from miner.sml import SML, SML_EXPANSION, sml_for, sml_seed
-from pole_chain.client import NodeError, PoLeClient
+from miner.node_client import NodeError, PoLeClient
 
 FORMAT = "pole-delivered-model/1"
 META_FILE = "meta.json"
@@ -329,7 +329,7 @@ class Delivery:
 
 def fetch_model(client: PoLeClient, w3: Web3, task_id: int, out_dir: str | Path) -> Delivery:
     """Fetch, check and export the winning model of settled task `task_id` into `out_dir`."""
-    from pole_chain.data_node import DataNodeError, get_task
+    from pole_chain.clients.data_node import DataNodeError, get_task
 
     try:
         task = get_task(client, task_id)

@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 
 from contracts import TASK_REGISTRY, load_artifact
 
-from .constants import (
+from vm_hooks.params import (
     DEV_ACCOUNT_BALANCE,
     DEV_ACCOUNT_COUNT,
     DEV_MNEMONIC,

@@ -207,7 +207,7 @@ def configure_model_command(parser: argparse.ArgumentParser) -> None:
 
 def _connect(url: str):
     """A client for the node at `url`, after one call proves the node answers."""
-    from pole_chain.client import PoLeClient
+    from miner.node_client import PoLeClient
 
     client = PoLeClient.connect(url)
     try:
@@ -251,7 +251,7 @@ def _workdir(args: argparse.Namespace) -> Path:
 
 def run_task_post(args: argparse.Namespace) -> int:
     def run() -> None:
-        from pole_chain.data_node import as_account, post_task
+        from pole_chain.clients.data_node import as_account, post_task
 
         account = as_account(_key(args))
         _check_sources(args.dataset, args.model)
@@ -270,7 +270,7 @@ def run_task_post(args: argparse.Namespace) -> int:
 
 def run_task_release(args: argparse.Namespace) -> int:
     def run() -> None:
-        from pole_chain.data_node import as_account, release
+        from pole_chain.clients.data_node import as_account, release
 
         account = as_account(_key(args))
         client = _connect(args.rpc)
@@ -293,7 +293,7 @@ def run_task_release(args: argparse.Namespace) -> int:
 
 def run_task_status(args: argparse.Namespace) -> int:
     def run() -> None:
-        from pole_chain.data_node import status
+        from pole_chain.clients.data_node import status
 
         print(status(_connect(args.rpc), args.task_id))
 
@@ -302,7 +302,7 @@ def run_task_status(args: argparse.Namespace) -> int:
 
 def run_model_get(args: argparse.Namespace) -> int:
     def run() -> None:
-        from pole_chain.model_delivery import fetch_model
+        from pole_chain.clients.model_delivery import fetch_model
 
         client = _connect(args.rpc)
         delivery = fetch_model(client, client.w3, args.task_id, args.out)
@@ -325,9 +325,9 @@ def _guarded(name: str, run: Callable[[], None]) -> int:
     """Run a command; expected failures become one line on stderr and exit status 1."""
     from miner.datasets import DatasetFormatError
     from miner.model_spec import ModelSpecError
-    from pole_chain.client import NodeError
-    from pole_chain.data_node import DataNodeError
-    from pole_chain.model_delivery import ModelDeliveryError
+    from miner.node_client import NodeError
+    from pole_chain.clients.data_node import DataNodeError
+    from pole_chain.clients.model_delivery import ModelDeliveryError
 
     try:
         run()

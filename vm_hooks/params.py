@@ -26,4 +26,3 @@ GENESIS_BASE_FEE: Final = 1_000_000_000
 #: Fixed so every node derives the same genesis hash.
 GENESIS_TIMESTAMP: Final = 1_735_689_600  # 2025-01-01T00:00:00Z
 
-DEFAULT_RPC_PORT: Final = 8545

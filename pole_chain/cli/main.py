@@ -20,11 +20,11 @@ from pathlib import Path
 from types import FrameType
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "node": ("run a PoLe node and its JSON-RPC server", "pole_chain.cli:configure_node_command"),
+    "node": ("run a PoLe node and its JSON-RPC server", "pole_chain.cli.main:configure_node_command"),
     "mine": ("train the best task's model and seal PoLe blocks", "miner.mine_cli:configure_mine_command"),
-    "task": ("post, release and inspect training tasks (data node)", "pole_chain.task_cli:configure_task_command"),
-    "model": ("fetch and check a task's winning model", "pole_chain.task_cli:configure_model_command"),
-    "demo": ("run a node, a data node and three miners through one PoLe height", "pole_chain.demo:configure_demo_command"),
+    "task": ("post, release and inspect training tasks (data node)", "pole_chain.cli.task_cli:configure_task_command"),
+    "model": ("fetch and check a task's winning model", "pole_chain.cli.task_cli:configure_model_command"),
+    "demo": ("run a node, a data node and three miners through one PoLe height", "pole_chain.demo.demo:configure_demo_command"),
 }
 
 POLE_HOME_VARIABLE = "POLE_HOME"
@@ -90,7 +90,7 @@ def _port(text: str) -> int:
 
 
 def configure_node_command(parser: argparse.ArgumentParser) -> None:
-    from pole_chain.constants import DEFAULT_RPC_PORT
+    from pole_chain.rpc.server import DEFAULT_RPC_PORT
 
     parser.epilog = (
         "Dev mode: 10 prefunded accounts from the test mnemonic (the anvil/Hardhat "
@@ -169,7 +169,7 @@ def run_node(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
-    from pole_chain.node import Node
+    from pole_chain.node.node import Node
     from pole_chain.rpc import RpcServer
 
     datadir = None if args.ephemeral else (args.datadir or default_datadir(args.dev))
@@ -216,8 +216,8 @@ def run_node(args: argparse.Namespace) -> int:
 
 
 def _print_banner(node: object, url: str, datadir: Path | None) -> None:
-    from pole_chain.genesis import dev_accounts
-    from pole_chain.node import Node
+    from vm_hooks.genesis import dev_accounts
+    from pole_chain.node.node import Node
 
     assert isinstance(node, Node)
     lines = []

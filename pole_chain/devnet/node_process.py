@@ -19,7 +19,7 @@ from typing import Optional
 
 from web3 import Web3
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60.0
 _LISTENING = re.compile(r"Listening on (http://\S+)")
 

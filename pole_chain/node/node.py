@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import rlp
+from eth.constants import ZERO_ADDRESS
 from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI, StateAPI
 from eth.exceptions import HeaderNotFound
 from eth_account.signers.local import LocalAccount
 from eth_typing import Address, Hash32
 from eth_utils import ValidationError, to_canonical_address, to_checksum_address
 
-from pole_chain.blob_store import BlobStore
-from pole_chain.block_production import (
+from pole_chain.node.blob_store import BlobStore
+from pole_chain.chain.block_production import (
     BlockProductionStopped,
     ProducedBlock,
     build_idle_block,
@@ -43,18 +44,17 @@ from pole_chain.block_production import (
     produce_pole_block,
     solve_idle_block,
 )
-from pole_chain.chain_factory import open_chain
-from pole_chain.database import open_database
-from pole_chain.genesis import dev_accounts
-from pole_chain.mempool import MAX_TRANSACTION_SIZE, Mempool, TransactionRejected
+from pole_chain.chain.opening import open_chain
+from pole_chain.chain.database import open_database
+from vm_hooks.genesis import dev_accounts
+from pole_chain.node.mempool import MAX_TRANSACTION_SIZE, Mempool, TransactionRejected
 from miner.seal_verifier import ModelSealVerifier
-from pole_chain.solution_book import SolutionBook
+from pole_chain.node.solution_book import SolutionBook
 from vm_hooks.registry_calls import TASK_SETTLED, Task, best_open_task, read_task
 from vm_hooks.registry_calls import view as registry_view
 
 log = logging.getLogger("pole.node")
 
-ZERO_ADDRESS = Address(b"\x00" * 20)
 #: Seconds a block from outside may be ahead of this node's clock.
 MAX_FUTURE_DRIFT = 15
 #: automine: blocks built per submission at most (more only if the gas limit splits them).

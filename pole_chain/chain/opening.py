@@ -1,7 +1,7 @@
 """Build the configured chain class and open (or create) a chain on a database."""
 from __future__ import annotations
 
-from typing import Optional, Type
+from typing import Optional
 
 from eth.abc import AtomicDatabaseAPI
 from eth.db.chain import ChainDB
@@ -9,28 +9,15 @@ from eth.exceptions import CanonicalHeadNotFound
 from eth_typing import BlockNumber
 
 from vm_hooks.chain import PoLeChain
-from vm_hooks.consensus import PoLeConsensus, SealVerifier
+from vm_hooks.chain_config import chain_class
+from vm_hooks.consensus import SealVerifier
 from vm_hooks.idle_pow import IdleParams
-from vm_hooks.vm import PoLePragueVM
 
-from .genesis import genesis_params, genesis_state
+from vm_hooks.genesis import genesis_params, genesis_state
 
 
 class WrongGenesisError(Exception):
     """The database holds another chain (for example a dev chain opened without --dev)."""
-
-
-def chain_class(
-    *,
-    dev: bool,
-    verifier: Optional[SealVerifier] = None,
-    idle: IdleParams = IdleParams(),
-) -> Type[PoLeChain]:
-    consensus = PoLeConsensus.configured(dev=dev, idle=idle, verifier=verifier)
-    vm = PoLePragueVM.configure(consensus_class=consensus)
-    return PoLeChain.configure(
-        __name__="PoLeDevChain" if dev else "PoLeChain", vm_configuration=((0, vm),)
-    )
 
 
 def open_chain(

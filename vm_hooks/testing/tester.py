@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Optional, Tuple, Type, cast
 
+from eth.constants import ZERO_ADDRESS
 import eth_abi
 from eth_abi.exceptions import DecodingError
 from eth.abc import BlockHeaderAPI, SignedTransactionAPI, TransactionBuilderAPI
@@ -40,16 +41,15 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from web3.providers.eth_tester.defaults import API_ENDPOINTS, static_return
 from web3.types import RPCEndpoint, RPCResponse
 
-from pole_chain.chain_factory import chain_class
-from pole_chain.constants import CHAIN_ID
-from pole_chain.genesis import dev_accounts, genesis_params, genesis_state
+from vm_hooks.chain_config import chain_class
+from vm_hooks.params import CHAIN_ID
+from vm_hooks.genesis import dev_accounts, genesis_params, genesis_state
 
-from .chain import PoLeChain
-from .consensus import DEV_SCORE
-from .idle_pow import ZERO_HASH, ZERO_NONCE
-from .seal import Seal
+from vm_hooks.chain import PoLeChain
+from vm_hooks.consensus import DEV_SCORE
+from vm_hooks.idle_pow import ZERO_HASH, ZERO_NONCE
+from vm_hooks.seal import Seal
 
-ZERO_ADDRESS = Address(bytes(20))
 #: Selector of Solidity's and Vyper's ``Error(string)`` revert reason.
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
 

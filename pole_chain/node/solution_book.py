@@ -17,8 +17,8 @@ from miner.messages import Release, SolutionAnnouncement, commitment_for
 from vm_hooks.registry_calls import Task
 from vm_hooks.seal import RELEASE_DIGEST_PREFIX_SIZE
 
-from .blob_store import BlobNotFound, BlobStore
-from .constants import CHAIN_ID
+from pole_chain.node.blob_store import BlobNotFound, BlobStore
+from vm_hooks.params import CHAIN_ID
 
 _RELEASE_KEY = b"pole:release-prefix:"
 _MODEL_KEY = b"pole:model-commitment:"

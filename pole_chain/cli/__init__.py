@@ -1,0 +1,1 @@
+"""The `pole` command line: subcommands parse arguments and call the layers below."""

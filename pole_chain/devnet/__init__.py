@@ -1,0 +1,1 @@
+"""Nodes as child processes on loopback: for the demo, benchmarks and integration tests."""

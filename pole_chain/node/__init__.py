@@ -1,0 +1,1 @@
+"""The node: one chain database, its services, and the facade the RPC layer calls."""
