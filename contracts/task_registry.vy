@@ -26,10 +26,19 @@ MAX_OPEN_TASKS: constant(uint256) = 64
 MAX_BPS: constant(uint256) = 10000
 
 # Upper bounds that keep the value comparison reward_a * time_limit_b free of overflow
-# (2**128 * 2**25 < 2**256). Without them a task with a huge time limit would make best_task
-# revert, and with it block production. A year is far beyond any sensible training task.
+# (2**128 * 2**17 < 2**256). Without them a task with a huge time limit would make best_task
+# revert, and with it block production.
 MAX_REWARD: constant(uint256) = 2**128 - 1
-MAX_TIME_LIMIT: constant(uint256) = 365 * 86400
+# The chain's cap on a task's time limit (vm_hooks.params.MAX_TASK_TIME_LIMIT, checked equal
+# by a test): a task holds its anchor for at most this long, so a poster with a tiny reward and
+# a huge time limit cannot keep the best-task slot (and miners' attention) for a year.
+MAX_TIME_LIMIT: constant(uint256) = 86400
+
+# Miner bonds (vm_hooks.params.MINER_BOND / UNBOND_DELAY): a data node admits announcements
+# only from bonded miners, so filling a release's admitted slots costs one bond per key,
+# locked for UNBOND_DELAY after the miner asks for it back.
+MINER_BOND: constant(uint256) = 10**18
+UNBOND_DELAY: constant(uint256) = 86400
 
 # Gas forwarded with a reward or refund (the callee also gets the 2300 stipend of a value
 # call). Enough for a smart-contract wallet's receive (a proxy's delegatecall and an event),
@@ -93,6 +102,18 @@ event Withdrawal:
     account: indexed(address)
     amount: uint256
 
+event BestTaskChanged:
+    task_id: indexed(uint256)
+    block_number: uint256
+
+event MinerBonded:
+    miner: indexed(address)
+    amount: uint256
+
+event UnbondRequested:
+    miner: indexed(address)
+    available_at: uint256
+
 
 tasks: HashMap[uint256, Task]
 results: HashMap[uint256, TaskResult]
@@ -105,6 +126,16 @@ task_count: public(uint256)
 
 # Payments that could not be delivered, claimable by their recipient with withdraw().
 owed: public(HashMap[address, uint256])
+
+# The task anchor (docs/PROTOCOL.md, "Task anchor"): the best open task after the latest
+# finalised block, and the number of the block after which it became the best. Written only by
+# the settlement system call (note_best_task), once per block.
+anchored_task: public(uint256)
+anchor_block: public(uint256)
+
+# Miner bonds: the amount held, and when an unbond request may be withdrawn (0: none pending).
+bonds: public(HashMap[address, uint256])
+unbond_at: public(HashMap[address, uint256])
 
 
 @external
@@ -163,6 +194,15 @@ def post_task(
 @view
 @external
 def best_task() -> uint256:
+    """
+    @notice The open task every miner should work on (see _best_task); 0 when none is open.
+    """
+    return self._best_task()
+
+
+@view
+@internal
+def _best_task() -> uint256:
     """
     @notice The open task every miner should work on: the highest reward per second of
             time limit, ties to the lowest id. 0 when no task is open.
@@ -290,6 +330,85 @@ def expire_overdue(now: uint256):
             self._pay(poster, refund)
         else:
             i += 1
+
+
+@external
+def note_best_task(block_number: uint256):
+    """
+    @notice Record the block after which the current best open task became the best.
+    @dev Called by the settlement system call at the end of every block, after settle and
+         expire_overdue, with the block's number. The anchor only moves when the best task
+         changes, so a task keeps its anchor for as long as it stays the best; the anchor
+         block's hash seeds the SML and binds announcements, releases and commitments.
+    @param block_number The number of the block being finalised.
+    """
+    assert msg.sender == SYSTEM_ADDRESS, "only system"
+    best: uint256 = self._best_task()
+    if best != self.anchored_task:
+        self.anchored_task = best
+        self.anchor_block = block_number
+        log BestTaskChanged(task_id=best, block_number=block_number)
+
+
+@view
+@external
+def best_anchor() -> (uint256, uint256):
+    """
+    @notice The best open task as of the latest finalised block and its anchor block number
+            (0, 0 before any task was open; (0, n) when nothing is open since block n).
+    """
+    return self.anchored_task, self.anchor_block
+
+
+@external
+@payable
+@nonreentrant
+def bond():
+    """
+    @notice Bond msg.value as a miner; a miner counts as bonded while it holds at least
+            MINER_BOND and has no unbond request pending. Bonding again cancels a request.
+    """
+    assert msg.value > 0, "no bond"
+    self.bonds[msg.sender] += msg.value
+    self.unbond_at[msg.sender] = 0
+    log MinerBonded(miner=msg.sender, amount=self.bonds[msg.sender])
+
+
+@external
+def request_unbond():
+    """
+    @notice Stop counting as bonded now; the bond can be withdrawn UNBOND_DELAY later.
+    """
+    assert self.bonds[msg.sender] > 0, "not bonded"
+    assert self.unbond_at[msg.sender] == 0, "unbond already requested"
+    available_at: uint256 = block.timestamp + UNBOND_DELAY
+    self.unbond_at[msg.sender] = available_at
+    log UnbondRequested(miner=msg.sender, available_at=available_at)
+
+
+@external
+@nonreentrant
+def withdraw_bond():
+    """
+    @notice Take back a bond whose unbond delay has passed.
+    """
+    available_at: uint256 = self.unbond_at[msg.sender]
+    assert available_at != 0, "no unbond requested"
+    assert block.timestamp >= available_at, "unbond delay not over"
+    amount: uint256 = self.bonds[msg.sender]
+    self.bonds[msg.sender] = 0
+    self.unbond_at[msg.sender] = 0
+    raw_call(msg.sender, b"", value=amount)
+    log Withdrawal(account=msg.sender, amount=amount)
+
+
+@view
+@external
+def is_bonded(miner: address) -> bool:
+    """
+    @notice Whether a data node should admit this miner's announcements.
+    """
+    return self.bonds[miner] >= MINER_BOND and self.unbond_at[miner] == 0
 
 
 @external

@@ -26,3 +26,12 @@ GENESIS_BASE_FEE: Final = 1_000_000_000
 #: Fixed so every node derives the same genesis hash.
 GENESIS_TIMESTAMP: Final = 1_735_689_600  # 2025-01-01T00:00:00Z
 
+
+#: Longest time limit a task may have (the registry's MAX_TIME_LIMIT; a test pins them equal).
+#: A task holds the best-task anchor for at most this long (docs/PROTOCOL.md, "Task anchor").
+MAX_TASK_TIME_LIMIT: Final = 86_400
+
+#: Bond a miner holds in the registry for data nodes to admit its announcements, and how long
+#: after an unbond request it stays locked (the registry's MINER_BOND and UNBOND_DELAY).
+MINER_BOND: Final = 10**18
+UNBOND_DELAY: Final = 86_400

@@ -3,6 +3,8 @@
 Every block after genesis expires the registry's overdue tasks (refunding their posters);
 a PoLe block first settles its task: the escrow goes to the block's coinbase and the result
 is recorded in registry storage (system-call logs reach no receipt, so storage is the record).
+Last, the registry notes the block after which the best open task became the best: the task's
+anchor (docs/PROTOCOL.md, "Task anchor").
 """
 from __future__ import annotations
 
@@ -43,3 +45,5 @@ def settle_block(state: StateAPI, header: BlockHeaderAPI) -> None:
             ],
         )
     system_call(state, "expire_overdue", [header.timestamp])
+    # Last, so the anchor sees this block's settlement and expiries (docs/PROTOCOL.md).
+    system_call(state, "note_best_task", [header.block_number])

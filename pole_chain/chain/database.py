@@ -35,10 +35,22 @@ class _PlyvelBatchTarget(BaseDB):
         raise NotImplementedError("write-only batch target")
 
 
+class DatadirInUse(RuntimeError):
+    """Another process holds the database's lock (LevelDB allows one writer per directory)."""
+
+
 class LevelDB(BaseAtomicDB):
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        self._db = plyvel.DB(str(path), create_if_missing=True)
+        try:
+            self._db = plyvel.DB(str(path), create_if_missing=True)
+        except plyvel.IOError as exc:
+            if "lock" not in str(exc):
+                raise
+            raise DatadirInUse(
+                f"{path.parent} is in use by another node (its database lock is held); stop "
+                "that node or choose another --datadir"
+            ) from exc
 
     def __getitem__(self, key: bytes) -> bytes:
         value = self._db.get(key)

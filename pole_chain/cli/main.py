@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "task": ("post, release and inspect training tasks (data node)", "pole_chain.cli.task_cli:configure_task_command"),
     "model": ("fetch and check a task's winning model", "pole_chain.cli.task_cli:configure_model_command"),
     "demo": ("run a node, a data node and three miners through one PoLe height", "pole_chain.demo.demo:configure_demo_command"),
+    "accounts": ("list the dev accounts and their keys (funded at genesis)", "pole_chain.cli.main:configure_accounts_command"),
 }
 
 POLE_HOME_VARIABLE = "POLE_HOME"
@@ -42,6 +43,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         prog="pole",
         description="PoLe chain: a Proof-of-Learning blockchain on py-evm.",
     )
+    parser.add_argument("--version", action="version", version=f"pole {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (summary, target) in SUBCOMMANDS.items():
         if name == selected:
@@ -50,6 +52,16 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         else:
             commands.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def package_version() -> str:
+    """The installed pole-chain version (the one `web3_clientVersion` reports too)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("pole-chain")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _load(target: str) -> Callable[[argparse.ArgumentParser], None]:
@@ -87,6 +99,15 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
     return value
+
+
+def _address(text: str) -> str:
+    """A 20-byte hex address, so a typo fails at the command line, not deep in the node."""
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(text):
+        raise argparse.ArgumentTypeError(f"not a 20-byte hex address: {text!r}")
+    return to_checksum_address(text)
 
 
 def configure_node_command(parser: argparse.ArgumentParser) -> None:
@@ -142,6 +163,7 @@ def configure_node_command(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--coinbase",
+        type=_address,
         default=None,
         metavar="ADDRESS",
         help="address credited with the fees of blocks this node seals (default: zero address)",
@@ -182,7 +204,7 @@ def run_node(args: argparse.Namespace) -> int:
             coinbase=args.coinbase,
         )
     except Exception as exc:  # an unreadable or locked datadir, a wrong genesis...
-        print(f"pole node: cannot open the chain in {datadir}: {exc}", file=sys.stderr)
+        print(f"pole node: cannot open the chain in {datadir}: {_one_line(exc)}", file=sys.stderr)
         return 1
     try:
         server = RpcServer(node, args.rpc_host, args.rpc_port)
@@ -215,23 +237,46 @@ def run_node(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_banner(node: object, url: str, datadir: Path | None) -> None:
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def dev_account_lines() -> list[str]:
+    """The genesis-funded accounts with their keys, as anvil prints them."""
+    from eth_utils import encode_hex
+
     from vm_hooks.genesis import dev_accounts
+    from vm_hooks.params import DEV_ACCOUNT_BALANCE, DEV_MNEMONIC
+
+    lines = [
+        f"Accounts funded at genesis ({DEV_ACCOUNT_BALANCE // 10**18:,} ETH each), from the "
+        f"test mnemonic \"{DEV_MNEMONIC}\", path m/44'/60'/0'/0/i:"
+    ]
+    for index, account in enumerate(dev_accounts()):
+        lines.append(f"  ({index}) {account.address}  key {encode_hex(bytes(account.key))}")
+    lines.append("These keys are public: use them on devnets only.")
+    return lines
+
+
+def configure_accounts_command(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(run=lambda args: print("\n".join(dev_account_lines())) or 0)
+
+
+def _print_banner(node: object, url: str, datadir: Path | None) -> None:
     from pole_chain.node.node import Node
 
     assert isinstance(node, Node)
     lines = []
     if node.dev:
-        lines.append("Dev accounts (10,000 ETH each at genesis; test mnemonic, m/44'/60'/0'/0/i):")
-        for index, account in enumerate(dev_accounts()):
-            lines.append(f"  ({index}) {account.address}  key 0x{bytes(account.key).hex()}")
-        lines.append("")
+        lines += dev_account_lines() + [""]
+    else:
+        lines.append("Genesis funds the 10 test-mnemonic accounts (`pole accounts` lists them).")
     status = node.status()
     mode = "dev" if node.dev else "full"
     if node.dev:
         mode += f", block every {node.block_time}s" if node.block_time else ", automine"
     lines.append(
-        f"Listening on {url} (chain id {node.chain_id}, {mode}, head #{status['head_number']}, "
-        f"datadir {datadir if datadir else 'in memory'})"
+        f"Listening on {url} (chain id {node.chain_id:#x}, {mode}, "
+        f"head #{status['head_number']}, datadir {datadir if datadir else 'in memory'})"
     )
     print("\n".join(lines), flush=True)

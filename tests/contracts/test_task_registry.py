@@ -6,7 +6,7 @@ import pytest
 import vyper
 from eth_utils import to_bytes
 
-from .conftest import ETHER, REGISTRY_ADDRESS, RegistryChain, encode_call
+from .conftest import BLOCK_INTERVAL, ETHER, REGISTRY_ADDRESS, RegistryChain, encode_call
 
 MODEL_SPEC = b"\x11" * 32
 DATASET = b"\x22" * 32
@@ -143,7 +143,7 @@ def test_post_task_escrows_the_reward_and_records_the_task(registry):
     [
         ({"reward": 0}, "no reward"),
         ({"time_limit": 0}, "zero time limit"),
-        ({"time_limit": 365 * 86400 + 1}, "time limit too long"),
+        ({"time_limit": 86400 + 1}, "time limit too long"),
         ({"min_train_bps": 10001}, "min_train_bps above 10000"),
         ({"solutions_wanted": 0}, "no solutions wanted"),
     ],
@@ -162,7 +162,7 @@ def test_post_task_rejects_invalid_tasks(registry, overrides, reason):
 
 
 def test_post_task_accepts_the_boundary_values(registry):
-    task_id = post_ok(registry, reward=1, time_limit=365 * 86400, min_train_bps=10000)
+    task_id = post_ok(registry, reward=1, time_limit=86400, min_train_bps=10000)
     assert registry.call("get_task", task_id)["status"] == STATUS_OPEN
 
 
@@ -265,13 +265,14 @@ def test_settle_pays_the_winner_and_records_the_result(registry):
     ]
 
 
-@pytest.mark.parametrize("function", ["settle", "expire_overdue"])
+@pytest.mark.parametrize("function", ["settle", "expire_overdue", "note_best_task"])
 def test_system_functions_reject_normal_accounts(registry, function):
     post_ok(registry, time_limit=1)
     registry.warp(100)
     args = {
         "settle": (1, registry.accounts[1].address, COMMITMENT, 9100, 9200, RELEASE),
         "expire_overdue": (registry.pending_timestamp,),
+        "note_best_task": (registry.pending_block_number,),
     }[function]
 
     outcome = registry.transact(registry.accounts[1], function, *args)
@@ -409,3 +410,121 @@ def test_withdraw_with_nothing_owed_reverts(registry):
     outcome = registry.transact(registry.accounts[0], "withdraw")
     assert outcome.reverted
     assert outcome.revert_reason == "nothing owed"
+
+
+# -- task anchor --
+
+
+def note_best(registry: RegistryChain):
+    return registry.system_call("note_best_task", registry.pending_block_number)
+
+
+def test_the_anchor_moves_only_when_the_best_task_changes(registry):
+    assert registry.call("best_anchor") == [0, 0]
+    post_ok(registry, reward=ETHER)
+    first = registry.pending_block_number
+    outcome = note_best(registry)
+    assert [(e.name, e.args) for e in outcome.events] == [
+        ("BestTaskChanged", {"task_id": 1, "block_number": first})
+    ]
+    assert registry.call("best_anchor") == [1, first]
+
+    post_ok(registry, reward=ETHER // 2)  # a worse task: task 1 keeps its anchor
+    assert note_best(registry).events == []
+    assert registry.call("best_anchor") == [1, first]
+
+    post_ok(registry, reward=3 * ETHER)  # a better task takes over from this block
+    better = registry.pending_block_number
+    note_best(registry)
+    assert registry.call("best_anchor") == [3, better]
+
+    settle(registry, 3, registry.accounts[5].address)  # settled: task 1 is best again
+    again = registry.pending_block_number
+    note_best(registry)
+    assert registry.call("best_anchor") == [1, again]
+
+
+def test_the_anchor_records_when_nothing_is_open(registry):
+    post_ok(registry, time_limit=10)
+    note_best(registry)
+    registry.warp(100)
+    registry.system_call("expire_overdue", registry.pending_timestamp)
+    empty_since = registry.pending_block_number
+    note_best(registry)
+    assert registry.call("best_anchor") == [0, empty_since]
+
+
+# -- miner bonds --
+
+MINER_BOND = ETHER
+UNBOND_DELAY = 86400
+
+
+def test_a_bond_of_at_least_the_minimum_makes_a_miner_bonded(registry):
+    miner = registry.accounts[4]
+    assert registry.call("is_bonded", miner.address) is False
+    registry.transact(miner, "bond", value=MINER_BOND // 2)
+    assert registry.call("is_bonded", miner.address) is False
+    outcome = registry.transact(miner, "bond", value=MINER_BOND // 2)
+    assert [(e.name, e.args) for e in outcome.events] == [
+        ("MinerBonded", {"miner": miner.address, "amount": MINER_BOND})
+    ]
+    assert registry.call("is_bonded", miner.address) is True
+    assert registry.balance(REGISTRY_ADDRESS) == MINER_BOND
+    assert registry.transact(miner, "bond").revert_reason == "no bond"
+
+
+def test_unbonding_stops_admission_at_once_and_pays_back_after_the_delay(registry):
+    miner = registry.accounts[4]
+    registry.transact(miner, "bond", value=2 * MINER_BOND)
+    requested = registry.transact(miner, "request_unbond")
+    assert not requested.reverted, requested.revert_reason
+    assert registry.call("is_bonded", miner.address) is False
+    again = registry.transact(miner, "request_unbond")
+    assert again.revert_reason == "unbond already requested"
+    early = registry.transact(miner, "withdraw_bond")
+    assert early.revert_reason == "unbond delay not over"
+    assert registry.balance(REGISTRY_ADDRESS) == 2 * MINER_BOND
+
+    registry.warp(UNBOND_DELAY)
+    before = registry.balance(miner.address)
+    outcome = registry.transact(miner, "withdraw_bond")
+    assert not outcome.reverted, outcome.revert_reason
+    assert registry.balance(miner.address) == before + 2 * MINER_BOND - outcome.fee
+    assert registry.balance(REGISTRY_ADDRESS) == 0
+    assert registry.call("bonds", miner.address) == 0
+    assert registry.transact(miner, "withdraw_bond").revert_reason == "no unbond requested"
+
+
+def test_bonding_again_cancels_an_unbond_request(registry):
+    miner = registry.accounts[4]
+    registry.transact(miner, "bond", value=MINER_BOND)
+    registry.transact(miner, "request_unbond")
+    registry.transact(miner, "bond", value=1)
+    assert registry.call("is_bonded", miner.address) is True
+    registry.warp(UNBOND_DELAY)
+    assert registry.transact(miner, "withdraw_bond").revert_reason == "no unbond requested"
+
+
+def test_unbond_without_a_bond_reverts(registry):
+    assert registry.transact(registry.accounts[4], "request_unbond").revert_reason == "not bonded"
+
+
+def test_registry_constants_are_the_chain_parameters(registry):
+    """The Vyper constants cannot import Python: this pins them to vm_hooks.params."""
+    from vm_hooks import params
+
+    assert post(registry, time_limit=params.MAX_TASK_TIME_LIMIT + 1).revert_reason == (
+        "time limit too long"
+    )
+    post_ok(registry, time_limit=params.MAX_TASK_TIME_LIMIT)
+    miner = registry.accounts[4]
+    registry.transact(miner, "bond", value=params.MINER_BOND - 1)
+    assert registry.call("is_bonded", miner.address) is False
+    registry.transact(miner, "bond", value=1)
+    assert registry.call("is_bonded", miner.address) is True
+    registry.transact(miner, "request_unbond")
+    registry.warp(params.UNBOND_DELAY - BLOCK_INTERVAL - 1)
+    assert registry.transact(miner, "withdraw_bond").revert_reason == "unbond delay not over"
+    registry.warp(1)
+    assert not registry.transact(miner, "withdraw_bond").reverted
