@@ -4,7 +4,7 @@ Run a node first (`pole node --dev`, or `pole node --mine-idle` for a full node)
 
     python examples/post_task.py            # prints the new task id
 
-What happens (pole_chain/data_node.py does the work, this script shows the calls):
+What happens (pole_chain/clients/data_node.py does the work, this script shows the calls):
   1. the digits dataset is split; the 80 % training part and the model spec are uploaded
      to the node as blobs (miners fetch them by digest)
   2. the 20 % test part gets a random salt and stays on this machine, in ./data-node/
@@ -14,9 +14,9 @@ Release the test set once miners have announced solutions: `pole task release ID
 (or see examples/watch_task.py).
 """
 from eth_account import Account
-from web3 import Web3
 
-from pole_chain.clients.data_node import post_task, registry_contract
+from miner.pole_module import pole_web3
+from pole_chain.clients.data_node import post_task
 
 RPC_URL = "http://127.0.0.1:8545"
 # The devnet's accounts come from the usual test mnemonic (same addresses as anvil/Hardhat).
@@ -24,7 +24,7 @@ MNEMONIC = "test test test test test test test test test test test junk"
 
 
 def main() -> int:
-    w3 = Web3(Web3.HTTPProvider(RPC_URL))
+    w3 = pole_web3(RPC_URL)  # web3's HTTPProvider, with the `w3.pole` module attached
     Account.enable_unaudited_hdwallet_features()
     poster = Account.from_mnemonic(MNEMONIC, account_path="m/44'/60'/0'/0/0")  # account (0)
 
@@ -40,9 +40,10 @@ def main() -> int:
         workdir="data-node",          # where the secret test set is kept
     )
 
-    # The task as the registry stores it, read with a plain contract call.
-    task = registry_contract(w3).functions.get_task(task_id).call()
-    print(f"task {task_id}: reward {w3.from_wei(task[1], 'ether')} ETH, deadline {task[9]}")
+    # The task as the registry stores it (pole_task), as a vm_hooks.task.Task record.
+    task = w3.pole.get_task(task_id)
+    print(f"task {task_id}: {task.status.label}, reward {w3.from_wei(task.reward, 'ether')} ETH, "
+          f"deadline {task.deadline}")
     return task_id
 
 

@@ -6,21 +6,30 @@ are class indices 0..num_classes-1. The canonical encoding is what gets hashed o
 
     offset  size   field
     0       4      magic b"PLDS"
-    4       1      version (1)
+    4       1      version: 1 = the features are the raw values (integers 0..255),
+                   2 = a quantisation section (how raw features became 0..255) follows
     5       4      n, number of samples            u32 big-endian, 1..MAX_SAMPLES
     9       4      d, features per sample          u32 big-endian, 1..MAX_FEATURES
     13      2      num_classes                     u16 big-endian, 2..256
     15      6      image shape (c, h, w)           3 x u16 big-endian, all zero if not an image,
                                                    else all >= 1 with c*h*w == d
     21      32     salt                            zero for training sets, random for test sets
-    53      n*d    features, row-major             one unsigned byte each (0..255)
-    53+n*d  n      labels                          one unsigned byte each (< num_classes)
+    53      Q      version 2 only (Q = 1 + 16 d):
+                       1     rounding              1 = half to even, 2 = floor
+                       8 d   low, per feature      float64 little-endian, finite
+                       8 d   span, per feature     float64 little-endian, finite, >= 0
+    53+Q    n*d    features, row-major             one unsigned byte each (0..255)
+    53+Q+n*d n     labels                          one unsigned byte each (< num_classes)
 
-Nothing else: decoding rejects truncated input and trailing bytes, so each dataset has exactly
-one encoding and `dataset_digest` is a function of the dataset alone.
+(Q = 0 for version 1.) Nothing else: decoding rejects truncated input, trailing bytes, unknown
+roundings and non-finite or negative quantisation values, so each dataset has exactly one
+encoding (the version follows from whether it has a quantisation) and `dataset_digest` is a
+function of the dataset alone.
 
-Quantising raw float features (built-in datasets, user files) uses numpy floats; that is the
-data node's business and not consensus-critical. Only the integer dataset that results is.
+The quantisation travels with the task so that whoever receives the trained model can feed it
+raw data exactly as the data node's source held it (pole_chain/clients/model_delivery.py).
+Applying it uses numpy float64 and is not consensus-critical: nodes only ever evaluate the
+integer features that result.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ import numpy as np
 from eth_utils import keccak
 
 DATASET_MAGIC = b"PLDS"
-DATASET_VERSION = 1
+DATASET_VERSION = 1  # no quantisation section: the features are the raw values
+QUANTIZED_DATASET_VERSION = 2  # a quantisation section follows the header
 SALT_SIZE = 32
 ZERO_SALT = bytes(SALT_SIZE)
 MAX_SAMPLES = 200_000
@@ -52,6 +62,107 @@ class DatasetFormatError(ValueError):
     """A dataset (in memory, encoded, or in a user file) breaks the format rules."""
 
 
+ROUNDINGS = {1: "half_even", 2: "floor"}  # wire code -> name
+_ROUNDING_CODES = {name: code for code, name in ROUNDINGS.items()}
+_FLOAT64 = np.dtype("<f8")
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureQuantization:
+    """How the data node turned raw features into integers 0..255, feature by feature:
+
+        q_j = clip(round((x_j - low_j) / span_j * 255), 0, 255)      (0 where span_j == 0)
+
+    with round = numpy's rint (half to even) or floor, all in float64. IEEE-754 subtraction,
+    division and multiplication are correctly rounded, so the same raw values give the same
+    integers on every machine. The arrays are copied and made read-only.
+    """
+
+    low: np.ndarray  # float64, (d,)
+    span: np.ndarray  # float64, (d,), >= 0
+    rounding: str = "half_even"  # a value of ROUNDINGS
+
+    def __post_init__(self) -> None:
+        low = np.array(self.low, dtype=np.float64)
+        span = np.array(self.span, dtype=np.float64)
+        _check_quantization(low, span, self.rounding)
+        low.setflags(write=False)
+        span.setflags(write=False)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "span", span)
+
+    @property
+    def d(self) -> int:
+        return int(self.low.shape[0])
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """Raw features (n, d), any real numbers -> the dataset's integer features, int16."""
+        x = np.asarray(raw)
+        if x.dtype.kind not in "iuf":
+            raise DatasetFormatError(f"raw features must be real numbers, got dtype {x.dtype}")
+        x = x.astype(np.float64)
+        if x.ndim != 2 or x.shape[1] != self.d:
+            raise DatasetFormatError(f"raw features must have shape (n, {self.d}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise DatasetFormatError("raw features contain NaN or infinity")
+        positive = self.span > 0
+        with np.errstate(over="ignore"):  # a huge value saturates at 0 or 255 below
+            scaled = np.where(positive, (x - self.low) / np.where(positive, self.span, 1.0), 0.0)
+            scaled = scaled * MAX_FEATURE_VALUE
+        rounded = np.rint(scaled) if self.rounding == "half_even" else np.floor(scaled)
+        return np.clip(rounded, 0, MAX_FEATURE_VALUE).astype(np.int16)
+
+    def to_obj(self) -> dict:
+        """The JSON form (Python's float repr round-trips float64 exactly)."""
+        return {
+            "rule": "q = clip(round((x - low) / span * 255), 0, 255), 0 where span == 0",
+            "rounding": self.rounding,
+            "low": self.low.tolist(),
+            "span": self.span.tolist(),
+        }
+
+    @classmethod
+    def from_obj(cls, obj: dict) -> "FeatureQuantization":
+        if not isinstance(obj, dict) or not {"rounding", "low", "span"} <= set(obj):
+            raise DatasetFormatError("a quantisation needs 'rounding', 'low' and 'span'")
+        for key in ("low", "span"):
+            values = obj[key]
+            if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+            ):
+                raise DatasetFormatError(f"quantisation {key} must be a list of numbers")
+        return cls(np.array(obj["low"], dtype=np.float64), np.array(obj["span"], dtype=np.float64),
+                   obj["rounding"])
+
+
+def _check_quantization(low: np.ndarray, span: np.ndarray, rounding: object) -> None:
+    if rounding not in _ROUNDING_CODES:
+        raise DatasetFormatError(
+            f"quantisation rounding {rounding!r} not one of {sorted(_ROUNDING_CODES)}"
+        )
+    if low.ndim != 1 or span.shape != low.shape:
+        raise DatasetFormatError(f"quantisation low {low.shape} and span {span.shape} must be (d,)")
+    if not 1 <= low.shape[0] <= MAX_FEATURES:
+        raise DatasetFormatError(f"quantisation of {low.shape[0]} features outside 1..{MAX_FEATURES}")
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(span))):
+        raise DatasetFormatError("quantisation low and span must be finite")
+    if np.any(span < 0):
+        raise DatasetFormatError("quantisation span must be >= 0")
+
+
+def min_max_quantization(x: np.ndarray) -> FeatureQuantization:
+    """Per-feature min-max scaling to 0..255, fitted on `x` (n, d); round half to even.
+
+    A constant feature becomes 0."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise DatasetFormatError(f"features must be 2-D, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise DatasetFormatError("features contain NaN or infinity")
+    low = x.min(axis=0)
+    return FeatureQuantization(low, x.max(axis=0) - low, "half_even")
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """n samples of d integer features (0..255) with labels 0..num_classes-1.
@@ -65,6 +176,8 @@ class Dataset:
     num_classes: int
     salt: bytes = ZERO_SALT
     image_shape: tuple[int, int, int] | None = None  # (channels, height, width), c*h*w == d
+    #: How the raw source features became `features`; None if they are the raw values.
+    quantization: FeatureQuantization | None = None
 
     def __post_init__(self) -> None:
         features = _as_int64(self.features, "features")
@@ -129,6 +242,13 @@ def _check_dataset(ds: Dataset, features: np.ndarray, labels: np.ndarray) -> Non
         c, h, w = ds.image_shape
         if c * h * w != d:
             raise DatasetFormatError(f"image shape {ds.image_shape} has {c * h * w} values, d={d}")
+    if ds.quantization is not None:
+        if not isinstance(ds.quantization, FeatureQuantization):
+            raise DatasetFormatError(
+                f"quantization must be a FeatureQuantization, got {ds.quantization!r}"
+            )
+        if ds.quantization.d != d:
+            raise DatasetFormatError(f"quantisation is for {ds.quantization.d} features, d={d}")
 
 
 # --- canonical encoding -------------------------------------------------------------------
@@ -137,10 +257,24 @@ def _check_dataset(ds: Dataset, features: np.ndarray, labels: np.ndarray) -> Non
 def encode_dataset(ds: Dataset) -> bytes:
     """The canonical bytes of a dataset (layout in the module docstring)."""
     c, h, w = ds.image_shape if ds.image_shape is not None else (0, 0, 0)
-    header = _HEADER.pack(
-        DATASET_MAGIC, DATASET_VERSION, ds.n, ds.d, ds.num_classes, c, h, w, ds.salt
+    version = DATASET_VERSION if ds.quantization is None else QUANTIZED_DATASET_VERSION
+    header = _HEADER.pack(DATASET_MAGIC, version, ds.n, ds.d, ds.num_classes, c, h, w, ds.salt)
+    return (
+        header
+        + _encode_quantization(ds.quantization)
+        + ds.features.astype(np.uint8).tobytes(order="C")
+        + ds.labels.tobytes()
     )
-    return header + ds.features.astype(np.uint8).tobytes(order="C") + ds.labels.tobytes()
+
+
+def _encode_quantization(quantization: FeatureQuantization | None) -> bytes:
+    if quantization is None:
+        return b""
+    return (
+        bytes([_ROUNDING_CODES[quantization.rounding]])
+        + quantization.low.astype(_FLOAT64).tobytes()
+        + quantization.span.astype(_FLOAT64).tobytes()
+    )
 
 
 def decode_dataset(data: bytes) -> Dataset:
@@ -151,7 +285,7 @@ def decode_dataset(data: bytes) -> Dataset:
     magic, version, n, d, num_classes, c, h, w, salt = _HEADER.unpack_from(data)
     if magic != DATASET_MAGIC:
         raise DatasetFormatError(f"bad magic {magic!r}, expected {DATASET_MAGIC!r}")
-    if version != DATASET_VERSION:
+    if version not in (DATASET_VERSION, QUANTIZED_DATASET_VERSION):
         raise DatasetFormatError(f"unsupported dataset version {version}")
     if not 1 <= n <= MAX_SAMPLES:
         raise DatasetFormatError(f"number of samples {n} outside 1..{MAX_SAMPLES}")
@@ -165,20 +299,37 @@ def decode_dataset(data: bytes) -> Dataset:
         raise DatasetFormatError(f"image shape {(c, h, w)} must be all zero or all positive")
     else:
         image_shape = (c, h, w)
-    expected = HEADER_SIZE + n * d + n
+    quantization, offset = None, HEADER_SIZE
+    if version == QUANTIZED_DATASET_VERSION:
+        quantization, offset = _decode_quantization(data, d)
+    expected = offset + n * d + n
     if len(data) < expected:
         raise DatasetFormatError(f"truncated dataset: {len(data)} bytes, expected {expected}")
     if len(data) > expected:
         raise DatasetFormatError(f"{len(data) - expected} trailing bytes after dataset")
-    features = np.frombuffer(data, dtype=np.uint8, count=n * d, offset=HEADER_SIZE)
-    labels = np.frombuffer(data, dtype=np.uint8, count=n, offset=HEADER_SIZE + n * d)
+    features = np.frombuffer(data, dtype=np.uint8, count=n * d, offset=offset)
+    labels = np.frombuffer(data, dtype=np.uint8, count=n, offset=offset + n * d)
     return Dataset(
         features=features.reshape(n, d).astype(np.int16),
         labels=labels,
         num_classes=num_classes,
         salt=salt,
         image_shape=image_shape,
+        quantization=quantization,
     )
+
+
+def _decode_quantization(data: bytes, d: int) -> tuple[FeatureQuantization, int]:
+    """The version-2 section after the header -> (quantisation, offset of the features)."""
+    end = HEADER_SIZE + 1 + 2 * _FLOAT64.itemsize * d
+    if len(data) < end:
+        raise DatasetFormatError(f"truncated quantisation: {len(data)} bytes, need {end}")
+    code = data[HEADER_SIZE]
+    if code not in ROUNDINGS:
+        raise DatasetFormatError(f"unknown quantisation rounding code {code}")
+    low = np.frombuffer(data, dtype=_FLOAT64, count=d, offset=HEADER_SIZE + 1)
+    span = np.frombuffer(data, dtype=_FLOAT64, count=d, offset=HEADER_SIZE + 1 + _FLOAT64.itemsize * d)
+    return FeatureQuantization(low, span, ROUNDINGS[code]), end
 
 
 def dataset_digest(ds: Dataset) -> bytes:
@@ -189,57 +340,39 @@ def dataset_digest(ds: Dataset) -> bytes:
 # --- built-in datasets (scikit-learn's bundled files, no downloads) ------------------------
 
 
-def quantize_features(x: np.ndarray) -> np.ndarray:
-    """Per-feature min-max scaling of raw features to integers 0..255 (data-node side).
-
-    A constant feature becomes 0. Rounding is numpy's round-half-to-even.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2:
-        raise DatasetFormatError(f"features must be 2-D, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise DatasetFormatError("features contain NaN or infinity")
-    lo = x.min(axis=0)
-    span = x.max(axis=0) - lo
-    scaled = np.where(span > 0, (x - lo) / np.where(span > 0, span, 1.0), 0.0)
-    return np.clip(np.rint(scaled * MAX_FEATURE_VALUE), 0, MAX_FEATURE_VALUE).astype(np.int16)
-
-
-def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    raw = np.asarray(bunch.data).astype(np.int64)  # integers 0..16
-    features = raw * MAX_FEATURE_VALUE // 16  # exact integer rescale to 0..255
-    return Dataset(features, bunch.target, num_classes=10, image_shape=(1, 8, 8))
-
-
-def _tabular(loader_name: str):
-    def load() -> Dataset:
-        import sklearn.datasets
-
-        bunch = getattr(sklearn.datasets, loader_name)()
-        labels = np.asarray(bunch.target)
-        return Dataset(quantize_features(bunch.data), labels, num_classes=int(labels.max()) + 1)
-
-    return load
-
-
-_BUILTIN_LOADERS = {
-    "digits": _load_digits,  # 1797 x 64 (8x8 images), 10 classes
-    "breast_cancer": _tabular("load_breast_cancer"),  # 569 x 30, 2 classes
-    "wine": _tabular("load_wine"),  # 178 x 13, 3 classes
-    "iris": _tabular("load_iris"),  # 150 x 4, 3 classes
+#: load_digits() holds integers 0..16; v -> floor(v * 255 / 16), exact in float64.
+DIGITS_QUANTIZATION = FeatureQuantization(np.zeros(64), np.full(64, 16.0), "floor")
+_SKLEARN_LOADERS = {
+    "digits": "load_digits",  # 1797 x 64 (8x8 images), 10 classes, integers 0..16
+    "breast_cancer": "load_breast_cancer",  # 569 x 30, 2 classes
+    "wine": "load_wine",  # 178 x 13, 3 classes
+    "iris": "load_iris",  # 150 x 4, 3 classes
 }
-BUILTIN_DATASETS: tuple[str, ...] = tuple(_BUILTIN_LOADERS)
+BUILTIN_DATASETS: tuple[str, ...] = tuple(_SKLEARN_LOADERS)
 DEFAULT_DATASET = "digits"
 
 
-def load_builtin(name: str = DEFAULT_DATASET) -> Dataset:
-    """One of BUILTIN_DATASETS, quantised to 0..255, with a zero salt."""
-    if name not in _BUILTIN_LOADERS:
+def load_builtin_source(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of a built-in dataset exactly as scikit-learn ships them, before quantisation:
+    the raw data a delivered model's user holds."""
+    if name not in _SKLEARN_LOADERS:
         raise DatasetFormatError(f"unknown built-in dataset {name!r}; choose from {BUILTIN_DATASETS}")
-    return _BUILTIN_LOADERS[name]()
+    import sklearn.datasets
+
+    bunch = getattr(sklearn.datasets, _SKLEARN_LOADERS[name])()
+    return np.asarray(bunch.data), np.asarray(bunch.target)
+
+
+def load_builtin(name: str = DEFAULT_DATASET) -> Dataset:
+    """One of BUILTIN_DATASETS, quantised to 0..255 (the quantisation attached), zero salt:
+    digits by DIGITS_QUANTIZATION (the 0..16 range), the others min-max per feature."""
+    raw, labels = load_builtin_source(name)
+    if name == "digits":
+        return Dataset(DIGITS_QUANTIZATION.apply(raw), labels, num_classes=10,
+                       image_shape=(1, 8, 8), quantization=DIGITS_QUANTIZATION)
+    quantization = min_max_quantization(raw)
+    return Dataset(quantization.apply(raw), labels, num_classes=int(labels.max()) + 1,
+                   quantization=quantization)
 
 
 # --- user datasets --------------------------------------------------------------------------
@@ -254,8 +387,9 @@ def load_user_dataset(
     """A dataset from a .npz file (arrays X and y) or a .csv file (label in the last column,
     optional header row).
 
-    Features that are already integers 0..255 are kept; any other numbers are quantised per
-    feature to 0..255. Labels must be integers 0..255; num_classes defaults to max label + 1.
+    Features that are already integers 0..255 are kept (no quantisation); any other numbers are
+    min-max quantised per feature to 0..255 and the quantisation is attached. Labels must be
+    integers 0..255; num_classes defaults to max label + 1.
     An .npz X of shape (n, h, w) or (n, c, h, w) is flattened and sets the image shape.
     """
     path = Path(path)
@@ -283,7 +417,9 @@ def load_user_dataset(
     classes = int(labels.max()) + 1 if num_classes is None else num_classes
     if classes < 2:
         raise DatasetFormatError(f"{path}: need at least 2 classes, labels give {classes}")
-    return Dataset(_integer_features(x, path), labels, num_classes=classes, image_shape=image_shape)
+    features, quantization = _integer_features(x, path)
+    return Dataset(features, labels, num_classes=classes, image_shape=image_shape,
+                   quantization=quantization)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -337,35 +473,46 @@ def _integer_labels(y: np.ndarray, path: Path) -> np.ndarray:
     return y.astype(np.uint8)
 
 
-def _integer_features(x: np.ndarray, path: Path) -> np.ndarray:
+def _integer_features(x: np.ndarray, path: Path) -> tuple[np.ndarray, FeatureQuantization | None]:
     if x.dtype.kind not in "iuf":
         raise DatasetFormatError(f"{path}: features must be numeric")
     if not np.all(np.isfinite(x)):
         raise DatasetFormatError(f"{path}: features contain NaN or infinity")
     if np.all(x == np.floor(x)) and x.min() >= 0 and x.max() <= MAX_FEATURE_VALUE:
-        return x.astype(np.int16)
-    return quantize_features(x)
+        return x.astype(np.int16), None
+    quantization = min_max_quantization(x)
+    return quantization.apply(x), quantization
 
 
 # --- train/test split ----------------------------------------------------------------------
 
 
+def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(test rows, training rows) of a dataset of n samples: a seeded random permutation, the
+    first round(n*test_fraction) are the test set. With the data node's record (test_fraction,
+    split_seed) this says which rows of the raw source ended up in the secret test set."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = int(round(n * test_fraction))
+    if not 1 <= n_test < n:
+        raise ValueError(f"test_fraction {test_fraction} leaves an empty part of {n} samples")
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(n)
+    return order[:n_test], order[n_test:]
+
+
 def split_dataset(
     ds: Dataset, test_fraction: float, seed: int, *, test_salt: bytes | None = None
 ) -> tuple[Dataset, Dataset]:
-    """(train, test): a seeded random permutation, the first round(n*test_fraction) samples
-    are the test set. The training part gets the zero salt, the test part `test_salt` or a
-    fresh random one (so its on-chain commitment cannot be brute-forced)."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_test = int(round(ds.n * test_fraction))
-    if not 1 <= n_test < ds.n:
-        raise ValueError(f"test_fraction {test_fraction} leaves an empty part of {ds.n} samples")
-    order = np.random.Generator(np.random.PCG64(seed)).permutation(ds.n)
-    test_idx, train_idx = order[:n_test], order[n_test:]
+    """(train, test) by `split_indices`. The training part gets the zero salt, the test part
+    `test_salt` or a fresh random one (so its on-chain commitment cannot be brute-forced).
+    Both keep the dataset's image shape and quantisation."""
+    test_idx, train_idx = split_indices(ds.n, test_fraction, seed)
     salt = secrets.token_bytes(SALT_SIZE) if test_salt is None else test_salt
 
     def part(idx: np.ndarray, part_salt: bytes) -> Dataset:
-        return Dataset(ds.features[idx], ds.labels[idx], ds.num_classes, part_salt, ds.image_shape)
+        return Dataset(
+            ds.features[idx], ds.labels[idx], ds.num_classes, part_salt, ds.image_shape,
+            ds.quantization,
+        )
 
     return part(train_idx, ZERO_SALT), part(test_idx, salt)

@@ -116,13 +116,25 @@ def evaluation_macs(spec: ModelSpec, samples: int, features: int) -> int:
 
 
 def integer_logits(model: IntegerModel, sml: SML, features: np.ndarray) -> np.ndarray:
-    """features (n, d) integers -> logits (n, num_classes) int64."""
+    """features (n, d) integers -> logits (n, num_classes) int64, within the consensus cost
+    limit (a block whose evaluation would cost more is refused by every node alike)."""
     check_compatible(model, sml, features.shape[1])
     cost = evaluation_macs(model.spec, features.shape[0], features.shape[1])
     if cost > MAX_EVALUATION_MACS:
         raise IncompatibleModelError(
             f"evaluation needs {cost} multiply-accumulates, limit {MAX_EVALUATION_MACS}"
         )
+    return integer_forward(model, sml, features)
+
+
+def integer_forward(model: IntegerModel, sml: SML, features: np.ndarray) -> np.ndarray:
+    """The integer forward pass, the one implementation: SML, then every layer, in batches.
+
+    features (n, d) integers 0..255 -> logits (n, num_classes) int64. Consensus calls it
+    through `integer_logits` (which bounds the cost); the delivered torch module
+    (pole_chain/clients/model_delivery.py) calls it directly, so both compute the same numbers.
+    """
+    check_compatible(model, sml, features.shape[1])
     per_sample = max(macs_per_sample(model.spec), sml.out_dim)
     batch = max(1, min(EVAL_BATCH, BATCH_VALUES // per_sample))
     batches = [
@@ -154,12 +166,16 @@ def predict(model: IntegerModel, sml: SML, features: np.ndarray) -> np.ndarray:
     return argmax_lowest(integer_logits(model, sml, features))
 
 
+def accuracy_bps(predictions: np.ndarray, labels: np.ndarray) -> int:
+    """correct * 10000 // n: how every accuracy in this chain is counted (floor, in bps)."""
+    correct = int(np.count_nonzero(np.asarray(predictions) == np.asarray(labels).astype(np.int64)))
+    return correct * 10000 // len(labels)
+
+
 def evaluate_integer_model(model: IntegerModel, sml: SML, dataset: Dataset) -> int:
     """Accuracy in basis points: correct * 10000 // n."""
     if model.spec.num_classes != dataset.num_classes:
         raise IncompatibleModelError(
             f"model has {model.spec.num_classes} classes, dataset {dataset.num_classes}"
         )
-    predictions = predict(model, sml, dataset.features)
-    correct = int(np.count_nonzero(predictions == dataset.labels.astype(np.int64)))
-    return correct * 10000 // dataset.n
+    return accuracy_bps(predict(model, sml, dataset.features), dataset.labels)

@@ -21,7 +21,7 @@ import rlp
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_keys.exceptions import BadSignature as _EthKeysBadSignature
-from eth_utils import keccak, to_canonical_address
+from eth_utils import encode_hex, keccak, to_canonical_address
 from rlp.sedes import Binary, CountableList, big_endian_int
 
 MESSAGE_VERSION = 1
@@ -164,8 +164,8 @@ class _SignedMessage:
             raise BadSignature(f"{self.NAME} signature does not recover: {error}") from error
         if recovered != self.signer:
             raise BadSignature(
-                f"{self.NAME} signed by 0x{recovered.hex()}, "
-                f"claims {self._signer_field} 0x{self.signer.hex()}"
+                f"{self.NAME} signed by {encode_hex(recovered)}, "
+                f"claims {self._signer_field} {encode_hex(self.signer)}"
             )
         return self
 
@@ -189,7 +189,7 @@ class _SignedMessage:
     def __repr__(self) -> str:
         def show(value: object) -> str:
             if isinstance(value, bytes):
-                return "0x" + value.hex()
+                return encode_hex(value)
             if isinstance(value, tuple):
                 return "[" + ", ".join(show(item) for item in value) + "]"
             return repr(value)
@@ -336,7 +336,8 @@ def decode(data: bytes) -> Message:
 
     Strict: size limit first (before any parsing work), then known type byte, well-formed
     minimal RLP without trailing bytes, supported version, exact field count and lengths,
-    and each type's field rules. The signature is not checked here: call verify().
+    and each type's field rules, and the bytes must re-encode to themselves. The signature
+    is not checked here: call verify().
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MessageError(f"message must be bytes, got {type(data).__name__}")
@@ -364,10 +365,15 @@ def decode(data: bytes) -> Message:
     if version != MESSAGE_VERSION:
         raise MessageError(f"unsupported {cls.NAME} version {version}")
     try:
-        return cls.deserialize(items)
+        message = cls.deserialize(items)
     except (rlp.DeserializationError, TypeError) as error:
         # rlp's integer sedes raises TypeError, not DeserializationError, on a nested list.
         raise MessageError(f"malformed {cls.NAME}: {error}") from error
+    # rlp's integer sedes reads an empty list as 0; any such alternative spelling would give
+    # one message two digests, so the bytes must be exactly the message's own encoding.
+    if message.encode() != data:
+        raise MessageError(f"non-canonical {cls.NAME} encoding")
+    return message
 
 
 def _require_length(name: str, value: object, length: int) -> None:

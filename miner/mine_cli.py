@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from eth_account import Account
 
     from miner.mining import Miner, MinerConfig, Outcome
+    from miner.pole_module import pole_web3
     from miner.training import Hyperparams
-    from miner.node_client import PoLeClient
 
     key = args.key or os.environ.get(MINER_KEY_VARIABLE)
     if not key:
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         poll_s=args.poll,
         progress=not args.no_progress,
     )
-    miner = Miner(PoLeClient.connect(args.rpc), account, config)
+    miner = Miner(pole_web3(args.rpc), account, config)
     log = logging.getLogger("pole.miner")
     log.info("mining as %s on %s", account.address, args.rpc)
 

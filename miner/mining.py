@@ -12,7 +12,8 @@
 Work on a height is abandoned when the head moves before the poster released for our parent
 (someone else's block won), the deadline passes without a release, or the release does not
 admit us; each stop is logged with its reason. Once our parent is released we seal there
-even if a sibling already moved the head: fork choice keeps the best test accuracy. The miner talks to its node only through `PoLeClient` (web3 over HTTP).
+even if a sibling already moved the head: fork choice keeps the best test accuracy. The miner
+talks to its node only through web3 (`w3.eth` and the `w3.pole` module), like any user.
 
 `Miner.step()` does one height and returns a `HeightResult`; `Miner.run()` loops over steps,
 backs off on node errors and never exits on one. Tests drive `step()` directly.
@@ -31,8 +32,9 @@ from typing import Callable, Optional
 
 import requests
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_canonical_address
-from web3.exceptions import Web3Exception
+from eth_utils import encode_hex, keccak, to_canonical_address
+from web3 import Web3
+from web3.exceptions import Web3Exception, Web3RPCError
 
 from miner.datasets import Dataset, DatasetFormatError, decode_dataset
 from miner.integer_eval import evaluate_integer_model
@@ -48,7 +50,8 @@ from miner.model_spec import ModelSpec, ModelSpecError, model_spec_from_json
 from miner.sml import SML, SML_EXPANSION, sml_for
 from miner.quantize import TrainingDiverged
 from miner.training import Hyperparams, train_model
-from miner.node_client import NodeError, PoLeClient, TaskInfo
+from miner.pole_module import attach_pole, error_message
+from vm_hooks.task import Task
 
 log = logging.getLogger("pole.miner")
 
@@ -64,7 +67,13 @@ MAX_BACKOFF_S = 30.0
 BLOB_CACHE_ENTRIES = 8
 
 #: Errors that mean "the node is unreachable or refused a call": log, back off, retry.
-TRANSIENT_ERRORS = (NodeError, OSError, Web3Exception)  # requests' errors are OSErrors
+#: web3 raises Web3RPCError for a JSON-RPC error; requests' errors are OSErrors.
+TRANSIENT_ERRORS = (OSError, Web3Exception)
+
+
+class BadNodeAnswer(Web3Exception):
+    """The node answered with bytes that fail the miner's own check (a blob that does not
+    hash to its digest, another commitment than ours): handled like a node error."""
 
 
 class Outcome(Enum):
@@ -144,7 +153,7 @@ class _Work:
     """What training produced for one (head, task): kept so a retried step does not retrain."""
 
     head: Head
-    task: TaskInfo
+    task: Task
     train: Dataset
     sml: SML
     model: IntegerModel
@@ -166,21 +175,22 @@ class _Stop(Exception):
 
 
 def short(value: bytes) -> str:
-    return "0x" + bytes(value).hex()[:8] + "…"
+    return encode_hex(value)[:10] + "…"
 
 
 class Miner:
-    """A PoLe miner bound to one node (`client`) and one key (`account`, the coinbase)."""
+    """A PoLe miner bound to one node (`w3`, given the `pole` module) and one key
+    (`account`, the coinbase)."""
 
     def __init__(
         self,
-        client: PoLeClient,
+        w3: Web3,
         account: LocalAccount,
         config: MinerConfig = MinerConfig(),
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
+        self.w3 = attach_pole(w3)
         self.account = account
         self.address = to_canonical_address(account.address)
         self.config = config
@@ -245,7 +255,7 @@ class Miner:
         head = self.head()
         if head.hash == self._done_head:
             return HeightResult(Outcome.SEEN, head.number, head.hash)
-        task: Optional[TaskInfo] = None
+        task: Optional[Task] = None
         work: Optional[_Work] = None
         try:
             task = self._select_task(head)
@@ -270,13 +280,13 @@ class Miner:
         return result
 
     def head(self) -> Head:
-        block = self.client.w3.eth.get_block("latest")
+        block = self.w3.eth.get_block("latest")
         return Head(int(block["number"]), bytes(block["hash"]), int(block["timestamp"]))
 
     @property
     def chain_id(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self.client.w3.eth.chain_id)
+            self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
 
     def now(self, head: Head) -> float:
@@ -285,21 +295,21 @@ class Miner:
 
     # -- 1. task ----------------------------------------------------------------------
 
-    def _select_task(self, head: Head) -> TaskInfo:
-        task = self.client.best_task()
+    def _select_task(self, head: Head) -> Task:
+        task = self.w3.pole.best_task()
         if task is None:
             raise _Stop(Outcome.NO_TASK, "no open task")
         if self.head().hash != head.hash:  # the task may be from a newer head
             raise _Stop(Outcome.HEAD_CHANGED, "head moved while reading the best task")
         if not task.is_open:
-            raise _Stop(Outcome.NO_TASK, f"best task {task.task_id} is {task.status}")
+            raise _Stop(Outcome.NO_TASK, f"best task {task.task_id} is {task.status.label}")
         if task.deadline <= head.timestamp:
             raise _Stop(Outcome.OVERDUE, f"deadline {task.deadline} is not after the head's time {head.timestamp}")
         return task
 
     # -- 2-4. data, training, announcement ---------------------------------------------
 
-    def _work_for(self, head: Head, task: TaskInfo) -> _Work:
+    def _work_for(self, head: Head, task: Task) -> _Work:
         work = self._work
         if work is None or work.head != head or work.task.task_id != task.task_id:
             work = self._work = self._train(head, task)
@@ -312,7 +322,7 @@ class Miner:
                 train_bps=work.train_bps,
                 private_key=self.account.key,
             )
-            self.client.announce(announcement.encode())
+            self.w3.pole.announce(announcement.encode())
             work = self._work = replace(work, announced=True)
             log.info(
                 "%s: trained to %d bps train in %.1f s (%d epochs), announced %s",
@@ -320,7 +330,7 @@ class Miner:
             )
         return work
 
-    def _train(self, head: Head, task: TaskInfo) -> _Work:
+    def _train(self, head: Head, task: Task) -> _Work:
         train = self._fetch(task.dataset_digest, "training set", _decode_training_set)
         spec = self._fetch(task.model_spec, "model spec", _decode_spec)
         _check_task_data(spec, train)
@@ -404,9 +414,10 @@ class Miner:
         if digest in self._bad:
             raise _Stop(Outcome.BAD_TASK, self._bad[digest])
         try:
-            data = self.client.get_blob(digest)
-        except NodeError as error:
-            raise _Stop(Outcome.DATA_MISSING, f"{what} {short(digest)} not available: {error}") from None
+            data = self.w3.pole.get_blob(digest)
+        except Web3RPCError as error:
+            reason = f"{what} {short(digest)} not available: {_node_says(error)}"
+            raise _Stop(Outcome.DATA_MISSING, reason) from None
         if keccak(data) != digest:  # a node that serves wrong bytes; ask again later
             raise _Stop(Outcome.DATA_MISSING, f"node returned a {what} that does not hash to {short(digest)}")
         try:
@@ -434,7 +445,7 @@ class Miner:
             current = head
             try:
                 if release is None:
-                    raw = self.client.get_release(task.task_id, head.hash)
+                    raw = self.w3.pole.get_release(task.task_id, head.hash)
                     release = None if raw is None else self._check_release(raw, work)
                 if release is not None:
                     # Released for our parent: seal there even if a sibling already moved
@@ -466,7 +477,7 @@ class Miner:
         if release.poster != task.poster:
             raise _Stop(
                 Outcome.BAD_RELEASE,
-                f"release signed by 0x{release.poster.hex()}, task poster is 0x{task.poster.hex()}",
+                f"release signed by {encode_hex(release.poster)}, task poster is {encode_hex(task.poster)}",
             )
         if release.test_set_digest != task.test_set_commitment:
             raise _Stop(
@@ -483,11 +494,11 @@ class Miner:
         return release
 
     def _test_set(self, release: Release, train: Dataset) -> Dataset:
-        """The released test set; NodeError while it is not available yet."""
+        """The released test set; a node error while it is not available yet."""
         digest = release.test_set_digest
-        data = self.client.get_blob(digest)
+        data = self.w3.pole.get_blob(digest)
         if keccak(data) != digest:  # the node served wrong bytes: ask again, like _fetch
-            raise NodeError("pole_getBlob", {"message": f"test set does not hash to {short(digest)}"})
+            raise BadNodeAnswer(f"test set does not hash to {short(digest)}")
         try:
             test = decode_dataset(data)
         except DatasetFormatError as error:
@@ -517,10 +528,10 @@ class Miner:
         )
         where = f"{_where(task, head)}: release {short(release.digest)}, test {test_bps} bps"
         try:
-            revealed = self.client.reveal_model(work.blob, self.address, head.hash)
+            revealed = self.w3.pole.reveal_model(work.blob, self.address, head.hash)
             if revealed != work.commitment:
-                raise NodeError("pole_revealModel", {"message": f"node computed commitment {short(revealed)}"})
-            block_hash = self.client.seal_block(
+                raise BadNodeAnswer(f"node computed commitment {short(revealed)}")
+            block_hash = self.w3.pole.seal_block(
                 parent_hash=head.hash,
                 coinbase=self.address,
                 task_id=task.task_id,
@@ -529,15 +540,16 @@ class Miner:
                 test_bps=test_bps,
                 release_digest=release.digest,
             )
-        except NodeError as error:
-            log.warning("%s; node refused: %s", where, error)
-            return result(Outcome.REFUSED, reason=str(error))
+        except (Web3RPCError, BadNodeAnswer) as error:
+            reason = _node_says(error)
+            log.warning("%s; node refused: %s", where, reason)
+            return result(Outcome.REFUSED, reason=reason)
         log.info("%s; sealed block %d (%s)", where, head.number + 1, short(block_hash))
         return result(Outcome.SEALED, block_hash=block_hash)
 
     # -- logging ----------------------------------------------------------------------
 
-    def _note(self, head: Head, task: Optional[TaskInfo], result: HeightResult) -> None:
+    def _note(self, head: Head, task: Optional[Task], result: HeightResult) -> None:
         """One line per outcome per head: waiting states are not repeated every poll."""
         key = (head.hash, result.outcome, result.reason)
         if key == self._last_note:
@@ -552,7 +564,7 @@ class Miner:
         log.log(level, "%s: %s%s", where, verb, result.reason)
 
 
-def _where(task: TaskInfo, head: Head) -> str:
+def _where(task: Task, head: Head) -> str:
     return f"task {task.task_id} @ block {head.number} ({short(head.hash)})"
 
 
@@ -561,8 +573,13 @@ def _describe(error: BaseException) -> str:
         return "cannot connect to the node"
     if isinstance(error, requests.exceptions.Timeout):
         return "the node did not answer in time"
-    text = str(error)
+    text = _node_says(error)
     return f"{type(error).__name__}: {text if len(text) <= 200 else text[:200] + '…'}"
+
+
+def _node_says(error: BaseException) -> str:
+    """What the node said (web3's own text for a JSON-RPC error is the whole error's repr)."""
+    return error_message(error) if isinstance(error, Web3RPCError) else str(error)
 
 
 def _decode_training_set(data: bytes, digest: bytes) -> Dataset:

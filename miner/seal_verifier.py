@@ -3,7 +3,14 @@
 By the time this runs, consensus has checked the seal's structure, the score and that the
 block's task is the best open task in the parent state. What is left needs the off-chain
 data: the release the block answers, the revealed model, the training and test sets. The
-checks run in DESIGN.md's order and each failure names the rule and the values.
+checks run in DESIGN.md's order and each failure is a ``SealError`` subclass naming the rule
+and the values.
+
+Only the decoders' own errors (ModelFormatError, DatasetFormatError, MessageError) and the
+evaluator's ``IncompatibleModelError`` (the model does not fit the task's data, or costs
+more than the evaluation limit) are verdicts on the block. Anything else the evaluation
+raises is a bug in this node and propagates unchanged: the block is then neither accepted
+nor remembered as invalid, so a bug cannot split this node from the others.
 """
 from __future__ import annotations
 
@@ -13,14 +20,21 @@ from typing import Optional, Protocol
 from eth.abc import BlockHeaderAPI
 from eth_utils import keccak
 
-from miner.datasets import DatasetFormatError, decode_dataset
-from miner.integer_eval import check_compatible, evaluate_integer_model
+from miner.datasets import Dataset, DatasetFormatError, decode_dataset
+from miner.integer_eval import IncompatibleModelError, check_compatible, evaluate_integer_model
 from miner.integer_model import ModelFormatError, check_model_matches_task, decode_model
 from miner.messages import MessageError, Release, commitment_for
 from miner.sml import sml_for
 from vm_hooks.params import CHAIN_ID
 from vm_hooks.registry_calls import Task
-from vm_hooks.seal import Seal, SealError
+from vm_hooks.seal import SealedHeader
+from vm_hooks.seal_errors import (
+    AccuracyMismatchError,
+    DataUnavailableError,
+    MinimumAccuracyError,
+    ModelRejectedError,
+    ReleaseError,
+)
 
 
 class SealData(Protocol):
@@ -41,15 +55,15 @@ class ModelSealVerifier:
         self._data = data
         self._evaluated: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
 
-    def verify(self, header: BlockHeaderAPI, seal: Seal, task: Task) -> None:
-        commitment = header.mix_hash
-        release = self._release(seal)
+    def verify(self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task) -> None:
+        commitment = sealed.commitment
+        release = self._release(sealed)
         self._check_release(release, header, task, commitment)
         model_blob = self._data.model_for(commitment)
         if model_blob is None:
-            raise SealError(f"model for commitment {commitment.hex()} is not available")
-        if commitment_for(model_blob, header.coinbase, header.parent_hash) != commitment:
-            raise SealError(
+            raise DataUnavailableError(f"model for commitment {commitment.hex()} is not available")
+        if commitment_for(model_blob, sealed.miner, header.parent_hash) != commitment:
+            raise ModelRejectedError(
                 f"model blob does not hash to commitment {commitment.hex()} with this "
                 "coinbase and parent"
             )
@@ -57,16 +71,18 @@ class ModelSealVerifier:
             model_blob, task, header, task.dataset_digest, release.test_set_digest
         )
         if train_bps < task.min_train_bps:
-            raise SealError(
+            raise MinimumAccuracyError(
                 f"training accuracy {train_bps} bps is below the task's minimum "
                 f"{task.min_train_bps} bps"
             )
-        if train_bps != seal.train_bps:
-            raise SealError(
-                f"claimed training accuracy {seal.train_bps} bps, evaluated {train_bps} bps"
+        if train_bps != sealed.train_bps:
+            raise AccuracyMismatchError(
+                f"claimed training accuracy {sealed.train_bps} bps, evaluated {train_bps} bps"
             )
-        if test_bps != seal.test_bps:
-            raise SealError(f"claimed test accuracy {seal.test_bps} bps, evaluated {test_bps} bps")
+        if test_bps != sealed.test_bps:
+            raise AccuracyMismatchError(
+                f"claimed test accuracy {sealed.test_bps} bps, evaluated {test_bps} bps"
+            )
 
     def _accuracies(
         self, model_blob: bytes, task: Task, header: BlockHeaderAPI, train_digest: bytes, test_digest: bytes
@@ -75,7 +91,7 @@ class ModelSealVerifier:
 
         Every variant of a block (other transactions, timestamp or claims) reuses the same
         evaluation, so re-sending one admitted model costs a node hashing, not training-set
-        passes.
+        passes. Only completed evaluations are remembered.
         """
         key = (
             keccak(model_blob), task.model_spec, header.coinbase, header.parent_hash,
@@ -86,28 +102,30 @@ class ModelSealVerifier:
                 model = decode_model(model_blob)
                 check_model_matches_task(model, task.model_spec)
             except ModelFormatError as error:
-                raise SealError(f"model rejected: {error}") from None
+                raise ModelRejectedError(f"model rejected: {error}") from None
             train_set = self._dataset(train_digest, "training set")
             test_set = self._dataset(test_digest, "test set")
+            sml = sml_for(header.parent_hash, header.coinbase, train_set.d)
             try:
-                sml = sml_for(header.parent_hash, header.coinbase, train_set.d)
                 check_compatible(model, sml, train_set.d)
                 accuracies = (
                     evaluate_integer_model(model, sml, train_set),
                     evaluate_integer_model(model, sml, test_set),
                 )
-            except (ValueError, TypeError) as error:
-                raise SealError(f"model cannot be evaluated on the task's data: {error}") from None
+            except IncompatibleModelError as error:
+                raise ModelRejectedError(
+                    f"model cannot be evaluated on the task's data: {error}"
+                ) from None
             self._evaluated[key] = accuracies
             while len(self._evaluated) > EVALUATION_CACHE_SIZE:
                 self._evaluated.popitem(last=False)
         return self._evaluated[key]
 
-    def _release(self, seal: Seal) -> Release:
-        release = self._data.release_for_prefix(seal.release_digest_prefix)
+    def _release(self, sealed: SealedHeader) -> Release:
+        release = self._data.release_for_prefix(sealed.release_digest_prefix)
         if release is None:
-            raise SealError(
-                f"release {seal.release_digest_prefix.hex()}... is not available"
+            raise DataUnavailableError(
+                f"release {sealed.release_digest_prefix.hex()}... is not available"
             )
         return release
 
@@ -118,31 +136,31 @@ class ModelSealVerifier:
         try:
             release.verify(CHAIN_ID)
         except MessageError as error:
-            raise SealError(f"release rejected: {error}") from None
+            raise ReleaseError(f"release rejected: {error}") from None
         if release.poster != task.poster:
-            raise SealError(
+            raise ReleaseError(
                 f"release signed by 0x{release.poster.hex()}, task {task.task_id} was "
                 f"posted by 0x{task.poster.hex()}"
             )
         if release.task_id != task.task_id or release.parent_hash != header.parent_hash:
-            raise SealError(
+            raise ReleaseError(
                 f"release answers task {release.task_id} at parent "
                 f"{release.parent_hash.hex()}, block is for task {task.task_id} at "
                 f"parent {header.parent_hash.hex()}"
             )
         if release.test_set_digest != task.test_set_commitment:
-            raise SealError(
+            raise ReleaseError(
                 f"release test set {release.test_set_digest.hex()} does not match the "
                 f"task's commitment {task.test_set_commitment.hex()}"
             )
         if not release.admits(commitment):
-            raise SealError(f"release does not admit commitment {commitment.hex()}")
+            raise ReleaseError(f"release does not admit commitment {commitment.hex()}")
 
-    def _dataset(self, digest: bytes, what: str):
+    def _dataset(self, digest: bytes, what: str) -> Dataset:
         blob = self._data.blob(digest)
         if blob is None:
-            raise SealError(f"{what} {digest.hex()} is not available")
+            raise DataUnavailableError(f"{what} {digest.hex()} is not available")
         try:
             return decode_dataset(blob)
         except DatasetFormatError as error:
-            raise SealError(f"{what} {digest.hex()} is malformed: {error}") from None
+            raise DataUnavailableError(f"{what} {digest.hex()} is malformed: {error}") from None

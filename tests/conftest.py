@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from web3 import Web3
+from web3.types import RPCEndpoint
 
-from miner.node_client import PoLeClient
+from miner.pole_module import attach_pole
 from pole_chain.devnet.node_process import NodeProcess
 
 
@@ -15,10 +17,15 @@ def devnode(tmp_path_factory):
     process.stop()
 
 
+def dev_call(w3: Web3, method: str, *params: object) -> object:
+    """A dev method (evm_mine, evm_snapshot, ...) through web3's request manager."""
+    return w3.manager.request_blocking(RPCEndpoint(method), list(params))
+
+
 @pytest.fixture
-def snapshot_client(devnode):
-    """A client of `devnode`; the chain is reverted to its snapshot after the test."""
-    client = PoLeClient(devnode.web3())
-    snapshot = client.call("evm_snapshot")
-    yield client
-    assert client.call("evm_revert", snapshot) is True
+def snapshot_w3(devnode):
+    """A Web3 with `w3.pole` on `devnode`; the chain is reverted to its snapshot after the test."""
+    w3 = attach_pole(devnode.web3())
+    snapshot = dev_call(w3, "evm_snapshot")
+    yield w3
+    assert dev_call(w3, "evm_revert", snapshot) is True

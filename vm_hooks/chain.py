@@ -26,7 +26,7 @@ from eth_utils import keccak
 
 from vm_hooks.params import CHAIN_ID
 
-from .seal import BlockKind, Seal
+from .seal import BlockKind, read_seal
 
 HeaderChanges = Tuple[Tuple[BlockHeaderAPI, ...], Tuple[BlockHeaderAPI, ...]]
 
@@ -34,9 +34,9 @@ HeaderChanges = Tuple[Tuple[BlockHeaderAPI, ...], Tuple[BlockHeaderAPI, ...]]
 def tiebreak_key(header: BlockHeaderAPI) -> bytes:
     """Lower wins between equal-score heads (see the module docstring)."""
     if header.block_number > 0:
-        seal = Seal.decode(header.extra_data)
-        if seal.kind is BlockKind.POLE:
-            return keccak(seal.release_digest_prefix + header.coinbase)
+        sealed = read_seal(header)
+        if sealed.kind is BlockKind.POLE:
+            return keccak(sealed.release_digest_prefix + sealed.miner)
     return header.hash
 
 
@@ -69,10 +69,12 @@ class PoLeChain(Chain):
     def import_block(
         self, block: BlockAPI, perform_validation: bool = True
     ) -> BlockImportResult:
-        # The seal needs only the parent state: check it before executing the block, so a
-        # bad seal costs a peer's node no execution (py-evm checks it only afterwards).
+        # The seal needs only the header and the parent state: check both parts before
+        # executing the block, so a bad seal costs a peer's node no execution (py-evm checks
+        # them only afterwards, in validate_block, where the memo of valid seals answers).
         if perform_validation and self.chaindb.header_exists(block.header.parent_hash):
             self.validate_seal(block.header)
+            self.validate_chain_extension((block.header,))
         return super().import_block(block, perform_validation)
 
     def rewind_to(self, block_hash: Hash32) -> None:

@@ -1,14 +1,18 @@
-"""PoLe consensus: py-evm's seal check for the three block kinds.
+"""PoLe consensus: py-evm's seal checks for the three block kinds, split as clique splits them.
 
-py-evm calls ``validate_seal`` on every import (``Chain.validate_block``), so this is where
-the rules of DESIGN.md "A PoLe block is valid only if" live. Checks that need the model, the
-datasets and the release are delegated to a pluggable ``SealVerifier`` (filled by the miner
-package), so this module stays free of any ML code.
+``validate_seal(header)`` checks what a header shows on its own (seal format, score equals
+the claimed test accuracy, the block kind is allowed here, idle proof of work), so headers
+can be synced and checked before state and blobs arrive. ``validate_seal_extension(header,
+parents)`` checks what needs the parent header and its post-state (the best open task, idle
+timing and retarget) and, through a pluggable ``SealVerifier`` (the miner package's model
+checks), the blobs. py-evm's ``Chain.validate_block`` runs both on every import; a block is
+valid only if both pass. The checks are flat lists in DESIGN.md's order, each failure a
+``SealError`` subclass (vm_hooks.seal_errors) naming the rule and the values.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Final, Iterable, Optional, Protocol, Type
+from typing import Iterable, Optional, Protocol, Type
 
 from eth.abc import AtomicDatabaseAPI, BlockHeaderAPI, ConsensusAPI, ConsensusContextAPI
 from eth.db.chain import ChainDB
@@ -18,29 +22,39 @@ from eth.vm.forks.prague.state import PragueState
 
 from vm_hooks.params import CHAIN_ID
 
-from .idle_pow import IdleParams, ZERO_HASH, ZERO_NONCE, expected_work, meets_work, pow_hash
+from .idle_pow import IdleParams, expected_work, meets_work, pow_hash
 from .registry_calls import Task, best_open_task
-from .seal import BlockKind, Seal, SealError
+from .seal import DEV_SCORE, IDLE_SCORE, BlockKind, SealedHeader, read_seal
+from .seal_errors import (
+    DevSealError,
+    IdleSealError,
+    IdleTimingError,
+    IdleWorkError,
+    NoVerifierError,
+    ScoreClaimError,
+    TaskSelectionError,
+)
 
 #: Headers remembered as validly sealed, per configured consensus class.
 VALID_SEAL_MEMORY = 4096
-#: Score (difficulty) of idle and dev blocks: any PoLe block (score >= 1 bps) ties or beats it.
-IDLE_SCORE: Final = 1
-DEV_SCORE: Final = 1
 
 
 class SealVerifier(Protocol):
     """Checks a PoLe seal against its model, datasets and release (DESIGN.md rules)."""
 
-    def verify(self, header: BlockHeaderAPI, seal: Seal, task: Task) -> None:
-        """Raise ``SealError`` naming the broken rule; return None when the seal is valid."""
+    def verify(self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task) -> None:
+        """Raise a ``SealError`` naming the broken rule; return None when the seal is valid.
+
+        Any other exception is a bug in the verifier: the block is then neither accepted
+        nor remembered as invalid.
+        """
 
 
 class NoModelVerifier:
     """The verifier of a node that has no model evaluation wired in: refuses PoLe seals."""
 
-    def verify(self, header: BlockHeaderAPI, seal: Seal, task: Task) -> None:
-        raise SealError("this node has no PoLe seal verifier configured")
+    def verify(self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task) -> None:
+        raise NoVerifierError("this node has no PoLe seal verifier configured")
 
 
 def state_at(db: AtomicDatabaseAPI, header: BlockHeaderAPI) -> PragueState:
@@ -60,23 +74,101 @@ def state_at(db: AtomicDatabaseAPI, header: BlockHeaderAPI) -> PragueState:
     return PragueState(db, context, header.state_root)
 
 
-def block_kind(header: BlockHeaderAPI) -> BlockKind:
-    return Seal.decode(header.extra_data).kind
-
-
 def parent_idle_work(parent: BlockHeaderAPI) -> Optional[int]:
     """The parent's idle work, or None when the parent is not an idle block (or genesis)."""
     if parent.block_number == 0:
         return None
-    seal = Seal.decode(parent.extra_data)
-    return seal.idle_work if seal.kind is BlockKind.IDLE else None
+    sealed = read_seal(parent)
+    return sealed.idle_work if sealed.kind is BlockKind.IDLE else None
 
 
 def idle_allowed_from(parent: BlockHeaderAPI, idle: IdleParams) -> int:
     """The earliest timestamp of an idle block on ``parent`` (see IdleParams.reveal_window)."""
-    if parent.block_number > 0 and block_kind(parent) is BlockKind.POLE:
+    if parent.block_number > 0 and read_seal(parent).kind is BlockKind.POLE:
         return parent.timestamp + idle.reveal_window
     return parent.timestamp + 1
+
+
+# -- header-only checks (validate_seal) ---------------------------------------------------
+
+
+def validate_pole_header(sealed: SealedHeader) -> None:
+    """The score is the claimed test accuracy, so fork choice sums what miners claim."""
+    if sealed.test_bps == 0:
+        raise ScoreClaimError("a PoLe block needs a test accuracy above 0 bps")
+    if sealed.score != sealed.test_bps:
+        raise ScoreClaimError(
+            f"score (difficulty) {sealed.score} must equal the claimed test "
+            f"accuracy {sealed.test_bps} bps"
+        )
+
+
+def validate_idle_header(header: BlockHeaderAPI, sealed: SealedHeader, idle: IdleParams) -> None:
+    """The proof of work meets the work the seal claims (whether that work is the retarget
+    of the parent's is checked in the extension): headers alone cost a spammer hashing."""
+    if sealed.score != IDLE_SCORE:
+        raise IdleSealError(f"idle block score must be {IDLE_SCORE}, got {sealed.score}")
+    if sealed.idle_work < idle.min_work:
+        raise IdleWorkError(f"idle work {sealed.idle_work} is below the minimum {idle.min_work}")
+    if not meets_work(pow_hash(header), sealed.pow_nonce, sealed.idle_work):
+        raise IdleWorkError(f"idle proof of work does not meet work {sealed.idle_work}")
+
+
+def validate_dev_header(sealed: SealedHeader, dev: bool) -> None:
+    """Dev blocks carry no proof at all, so only a chain configured for dev mode takes them."""
+    if not dev:
+        raise DevSealError("dev block on a chain not configured for dev mode")
+    if sealed.score != DEV_SCORE:
+        raise DevSealError(f"dev block score must be {DEV_SCORE}, got {sealed.score}")
+
+
+# -- checks against the parent (validate_seal_extension) ----------------------------------
+
+
+def validate_task_selection(sealed: SealedHeader, best_task: Optional[Task]) -> Task:
+    """The block's task must be the best open task of the parent state; returns that task."""
+    if best_task is None:
+        raise TaskSelectionError(f"PoLe block for task {sealed.task_id}, but no task is open")
+    if sealed.task_id != best_task.task_id:
+        raise TaskSelectionError(
+            f"PoLe block for task {sealed.task_id}, but the best open task is "
+            f"{best_task.task_id}"
+        )
+    return best_task
+
+
+def validate_idle_extension(
+    header: BlockHeaderAPI,
+    sealed: SealedHeader,
+    parent: BlockHeaderAPI,
+    best_task: Optional[Task],
+    idle: IdleParams,
+) -> None:
+    """Idle blocks only when nothing can be trained, after the reveal window, at the retarget."""
+    allowed_from = idle_allowed_from(parent, idle)
+    if header.timestamp < allowed_from:
+        raise IdleTimingError(
+            f"idle block at {header.timestamp} inside the reveal window of PoLe block "
+            f"#{parent.block_number} (idle blocks from {allowed_from})"
+        )
+    if best_task is not None and best_task.deadline >= header.timestamp:
+        raise IdleTimingError(
+            f"idle block while task {best_task.task_id} is open until "
+            f"{best_task.deadline} (block time {header.timestamp})"
+        )
+    work = expected_work(parent_idle_work(parent), parent.timestamp, header.timestamp, idle)
+    if sealed.idle_work != work:
+        raise IdleWorkError(f"idle work {sealed.idle_work}, expected {work}")
+
+
+def parent_of(
+    header: BlockHeaderAPI, parents: Iterable[BlockHeaderAPI], chaindb: ChainDB
+) -> BlockHeaderAPI:
+    """The parent among ``parents`` (headers not stored yet), else from the database."""
+    for parent in parents:
+        if parent.hash == header.parent_hash:
+            return parent
+    return chaindb.get_block_header_by_hash(header.parent_hash)
 
 
 class PoLeConsensus(ConsensusAPI):
@@ -111,94 +203,45 @@ class PoLeConsensus(ConsensusAPI):
         )
 
     def validate_seal(self, header: BlockHeaderAPI) -> None:
-        # A header's hash covers its seal and its parent, so a seal found valid once stays
-        # valid under this configuration: remember it (an import checks the seal before
-        # executing the block and again when persisting it).
-        if header.hash in self._valid_seals:
-            return
-        self._check_seal(header)
-        self._valid_seals[header.hash] = True
-        while len(self._valid_seals) > VALID_SEAL_MEMORY:
-            self._valid_seals.popitem(last=False)
-
-    def _check_seal(self, header: BlockHeaderAPI) -> None:
+        """The rules a header shows on its own; genesis carries no seal."""
         if header.block_number == 0:
             return
-        seal = Seal.decode(header.extra_data)
-        if seal.kind is BlockKind.DEV:
-            self._validate_dev(header)
-            return
-        parent = self._chaindb.get_block_header_by_hash(header.parent_hash)
-        best_task = best_open_task(state_at(self._db, parent))
-        if seal.kind is BlockKind.POLE:
-            self._validate_pole(header, seal, best_task)
+        sealed = read_seal(header)
+        if sealed.kind is BlockKind.POLE:
+            validate_pole_header(sealed)
+        elif sealed.kind is BlockKind.IDLE:
+            validate_idle_header(header, sealed, self.idle)
         else:
-            self._validate_idle(header, seal, parent, best_task)
-
-    def _validate_pole(
-        self, header: BlockHeaderAPI, seal: Seal, best_task: Optional[Task]
-    ) -> None:
-        if seal.test_bps == 0:
-            raise SealError("a PoLe block needs a test accuracy above 0 bps")
-        if header.difficulty != seal.test_bps:
-            raise SealError(
-                f"score (difficulty) {header.difficulty} must equal the claimed test "
-                f"accuracy {seal.test_bps} bps"
-            )
-        task_id = int.from_bytes(header.nonce, "big")
-        if best_task is None:
-            raise SealError(f"PoLe block for task {task_id}, but no task is open")
-        if task_id != best_task.task_id:
-            raise SealError(
-                f"PoLe block for task {task_id}, but the best open task is "
-                f"{best_task.task_id}"
-            )
-        self.verifier.verify(header, seal, best_task)
-
-    def _validate_idle(
-        self,
-        header: BlockHeaderAPI,
-        seal: Seal,
-        parent: BlockHeaderAPI,
-        best_task: Optional[Task],
-    ) -> None:
-        if header.difficulty != IDLE_SCORE:
-            raise SealError(
-                f"idle block score must be {IDLE_SCORE}, got {header.difficulty}"
-            )
-        if header.mix_hash != ZERO_HASH:
-            raise SealError("idle block mix_hash must be zero")
-        allowed_from = idle_allowed_from(parent, self.idle)
-        if header.timestamp < allowed_from:
-            raise SealError(
-                f"idle block at {header.timestamp} inside the reveal window of PoLe block "
-                f"#{parent.block_number} (idle blocks from {allowed_from})"
-            )
-        if best_task is not None and best_task.deadline >= header.timestamp:
-            raise SealError(
-                f"idle block while task {best_task.task_id} is open until "
-                f"{best_task.deadline} (block time {header.timestamp})"
-            )
-        work = expected_work(
-            parent_idle_work(parent), parent.timestamp, header.timestamp, self.idle
-        )
-        if seal.idle_work != work:
-            raise SealError(f"idle work {seal.idle_work}, expected {work}")
-        if not meets_work(pow_hash(header), header.nonce, work):
-            raise SealError(f"idle proof of work does not meet work {work}")
-
-    def _validate_dev(self, header: BlockHeaderAPI) -> None:
-        if not self.dev:
-            raise SealError("dev block on a chain not configured for dev mode")
-        if header.difficulty != DEV_SCORE:
-            raise SealError(f"dev block score must be {DEV_SCORE}, got {header.difficulty}")
-        if header.nonce != ZERO_NONCE or header.mix_hash != ZERO_HASH:
-            raise SealError("dev block nonce and mix_hash must be zero")
+            validate_dev_header(sealed, self.dev)
 
     def validate_seal_extension(
         self, header: BlockHeaderAPI, parents: Iterable[BlockHeaderAPI]
     ) -> None:
-        """Every PoLe rule is checked against the parent state in ``validate_seal``."""
+        """The rules that need the parent header, its post-state and the blobs.
+
+        ``parents`` are ancestors not stored yet (py-evm's ``validate_chain_extension``); the
+        parent's post-state must be in the database. A header's hash covers its seal and its
+        parent, so a seal found valid once stays valid under this configuration: it is
+        remembered (an import checks it before executing the block and again when
+        persisting it). Only valid seals are remembered.
+        """
+        if header.block_number == 0 or header.hash in self._valid_seals:
+            return
+        sealed = read_seal(header)
+        if sealed.kind is not BlockKind.DEV:
+            parent = parent_of(header, parents, self._chaindb)
+            best_task = best_open_task(state_at(self._db, parent))
+            if sealed.kind is BlockKind.POLE:
+                task = validate_task_selection(sealed, best_task)
+                self.verifier.verify(header, sealed, task)
+            else:
+                validate_idle_extension(header, sealed, parent, best_task, self.idle)
+        self._remember_valid(header)
+
+    def _remember_valid(self, header: BlockHeaderAPI) -> None:
+        self._valid_seals[header.hash] = True
+        while len(self._valid_seals) > VALID_SEAL_MEMORY:
+            self._valid_seals.popitem(last=False)
 
     @classmethod
     def get_fee_recipient(cls, header: BlockHeaderAPI) -> Address:

@@ -12,10 +12,10 @@ from typing import Final, Optional
 
 import rlp
 from eth.abc import BlockHeaderAPI
+from eth.constants import ZERO_HASH32
 from eth_utils import keccak
 
 ZERO_NONCE: Final = bytes(8)
-ZERO_HASH: Final = bytes(32)
 MAX_HASH: Final = 2**256
 
 
@@ -36,7 +36,7 @@ class IdleParams:
 
 def pow_hash(header: BlockHeaderAPI) -> bytes:
     """Hash of everything in the header except the nonce that the work searches over."""
-    return keccak(rlp.encode(header.copy(nonce=ZERO_NONCE, mix_hash=ZERO_HASH)))
+    return keccak(rlp.encode(header.copy(nonce=ZERO_NONCE, mix_hash=ZERO_HASH32)))
 
 
 def pow_value(header_pow_hash: bytes, nonce: bytes) -> int:
@@ -65,7 +65,7 @@ def solve(
     counter = 0
     while stop is None or not (counter & 0xFFF == 0 and stop.is_set()):
         nonce = counter.to_bytes(8, "big")
-        if int.from_bytes(keccak(header_pow_hash + nonce), "big") < target:
+        if pow_value(header_pow_hash, nonce) < target:
             return nonce
         counter += 1
     return None

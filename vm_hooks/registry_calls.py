@@ -5,7 +5,6 @@ it runs EVM messages against a py-evm state directly, encoding with the registry
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final, Optional, Sequence
 
 from eth.constants import ZERO_ADDRESS
@@ -23,40 +22,13 @@ from eth_utils import (
 
 from contracts import TASK_REGISTRY, load_artifact
 from vm_hooks.params import REGISTRY_ADDRESS
+from vm_hooks.task import Task, TaskResult, TaskStatus  # the records registry reads return
 
 CALL_GAS: Final = 30_000_000
-
-TASK_OPEN: Final = 1
-TASK_SETTLED: Final = 2
-TASK_EXPIRED: Final = 3
-#: How task states are named outside the VM (JSON-RPC, the client, the command line).
-TASK_STATUS_NAMES: Final = {TASK_OPEN: "open", TASK_SETTLED: "settled", TASK_EXPIRED: "expired"}
 
 
 class RegistryCallError(ValidationError):
     """A registry call failed where the protocol requires it to succeed."""
-
-
-@dataclass(frozen=True)
-class Task:
-    """A task as the registry stores it (field names follow the Vyper struct)."""
-
-    task_id: int
-    poster: bytes
-    reward: int
-    model_spec: bytes
-    dataset_digest: bytes
-    test_set_commitment: bytes
-    min_train_bps: int
-    time_limit: int
-    solutions_wanted: int
-    posted_at: int
-    deadline: int
-    status: int
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == TASK_OPEN
 
 
 def _function_abi(name: str) -> dict:
@@ -103,12 +75,28 @@ def view(state: StateAPI, name: str, args: Sequence[Any] = ()) -> tuple:
     return decode_output(name, computation.output)
 
 
+def _struct(name: str, values: tuple) -> dict[str, Any]:
+    """A struct returned by registry view `name`, by its Vyper field names."""
+    components = _function_abi(name)["outputs"][0]["components"]
+    return dict(zip((c["name"] for c in components), values))
+
+
+def read_result(state: StateAPI, task_id: int) -> TaskResult:
+    """What settlement recorded for a settled task."""
+    (fields,) = view(state, "get_result", [task_id])
+    values = _struct("get_result", fields)
+    values["winner"] = to_canonical_address(values["winner"])
+    return TaskResult(**values)
+
+
 def read_task(state: StateAPI, task_id: int) -> Task:
+    """Task `task_id` as the registry stores it at `state`, with its result once settled."""
     (fields,) = view(state, "get_task", [task_id])
-    names = [c["name"] for c in _function_abi("get_task")["outputs"][0]["components"]]
-    values = dict(zip(names, fields))
+    values = _struct("get_task", fields)
     values["poster"] = to_canonical_address(values["poster"])
-    return Task(task_id=task_id, **values)
+    values["status"] = TaskStatus(values["status"])
+    settled = values["status"] is TaskStatus.SETTLED
+    return Task(task_id=task_id, result=read_result(state, task_id) if settled else None, **values)
 
 
 def best_open_task(state: StateAPI) -> Optional[Task]:

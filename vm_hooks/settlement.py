@@ -14,7 +14,7 @@ from eth_utils import to_checksum_address
 from vm_hooks.params import SYSTEM_ADDRESS
 
 from .registry_calls import RegistryCallError, encode_call, execute
-from .seal import BlockKind, Seal
+from .seal import BlockKind, read_seal
 
 
 def system_call(state: StateAPI, name: str, args: list) -> None:
@@ -30,18 +30,18 @@ def system_call(state: StateAPI, name: str, args: list) -> None:
 
 
 def settle_block(state: StateAPI, header: BlockHeaderAPI) -> None:
-    seal = Seal.decode(header.extra_data)
-    if seal.kind is BlockKind.POLE:
+    sealed = read_seal(header)
+    if sealed.kind is BlockKind.POLE:
         system_call(
             state,
             "settle",
             [
-                int.from_bytes(header.nonce, "big"),
-                to_checksum_address(header.coinbase),
-                header.mix_hash,
-                seal.train_bps,
-                seal.test_bps,
-                seal.release_digest_prefix.ljust(32, b"\x00"),
+                sealed.task_id,
+                to_checksum_address(sealed.miner),
+                sealed.commitment,
+                sealed.train_bps,
+                sealed.test_bps,
+                sealed.release_digest_prefix.ljust(32, b"\x00"),
             ],
         )
     system_call(state, "expire_overdue", [header.timestamp])

@@ -19,6 +19,7 @@ from eth.constants import BLANK_ROOT_HASH, POST_MERGE_OMMERS_HASH
 from eth.vm.forks.paris import ParisVM
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.headers import create_prague_header_from_parent
+from eth_keys.exceptions import BadSignature
 from eth_utils import ValidationError
 
 from vm_hooks.params import CHAIN_ID
@@ -34,6 +35,10 @@ class WrongChainIdError(ValidationError):
     """A transaction signed for another chain (or for none) was offered to this one."""
 
 
+class BadSenderSignatureError(ValidationError):
+    """A transaction's signature recovers no sender."""
+
+
 def create_pole_header_from_parent(
     parent_header: Optional[BlockHeaderAPI], **header_params: Any
 ) -> BlockHeaderAPI:
@@ -44,12 +49,35 @@ def create_pole_header_from_parent(
     return header.copy(difficulty=difficulty, nonce=nonce)
 
 
-def validate_chain_id(transaction: SignedTransactionAPI) -> None:
-    chain_id = getattr(transaction, "chain_id", None)
-    if chain_id != CHAIN_ID:
+def validate_chain_id(transaction: SignedTransactionAPI, chain_id: int = CHAIN_ID) -> None:
+    """Refuse a transaction signed for another chain, or for none (pre-EIP-155 replays).
+
+    The one chain-id rule: the VM applies it to every transaction of every block, and the
+    mempool calls it at admission. py-evm alone does not check the chain id.
+    """
+    signed_for = getattr(transaction, "chain_id", None)
+    if signed_for is None:
         raise WrongChainIdError(
-            f"transaction chain id {chain_id} is not this chain's ({CHAIN_ID})"
+            "invalid chain id: transaction signed for no chain (chain id None); only "
+            f"replay-protected (EIP-155) transactions are accepted: sign with chain id {chain_id}"
         )
+    if signed_for != chain_id:
+        raise WrongChainIdError(
+            f"invalid chain id: transaction signed for chain {signed_for} (chain id "
+            f"{signed_for} is not this chain's, {chain_id})"
+        )
+
+
+def validate_sender(transaction: SignedTransactionAPI) -> None:
+    """A signature that recovers no public key is the block's fault, not the node's.
+
+    py-evm lets eth_keys' BadSignature escape from block execution; the node treats any
+    exception that is not a ValidationError as its own bug, so name it here.
+    """
+    try:
+        transaction.sender
+    except BadSignature as exc:
+        raise BadSenderSignatureError(f"transaction signature recovers no sender: {exc}") from exc
 
 
 class PoLeVMMixin:
@@ -74,6 +102,7 @@ class PoLeVMMixin:
         self, base_header: BlockHeaderAPI, transaction: SignedTransactionAPI
     ) -> None:
         validate_chain_id(transaction)
+        validate_sender(transaction)
         super().validate_transaction_against_header(base_header, transaction)  # type: ignore[misc]
 
     def finalize_block(self, block: BlockAPI) -> BlockAndMetaWitness:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from eth.constants import ZERO_ADDRESS
 from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
@@ -18,10 +18,12 @@ from eth_typing import Address
 from eth_utils import ValidationError
 
 from vm_hooks.chain import PoLeChain
-from vm_hooks.consensus import DEV_SCORE, IDLE_SCORE, idle_allowed_from, parent_idle_work
-from vm_hooks.idle_pow import ZERO_HASH, ZERO_NONCE, IdleParams, expected_work, pow_hash, solve
-from vm_hooks.seal import Seal
+from vm_hooks.consensus import idle_allowed_from, parent_idle_work
+from vm_hooks.idle_pow import IdleParams, expected_work, pow_hash, solve
+from vm_hooks.seal import Seal, header_fields
 
+#: Header fields that carry a seal, as ``vm_hooks.seal.header_fields`` builds them.
+SealFields = Dict[str, Any]
 
 
 @dataclass
@@ -32,17 +34,6 @@ class ProducedBlock:
     #: Set by ``persist``: the blocks that became canonical and those a reorg dropped.
     new_canonical: Tuple[BlockAPI, ...] = ()
     old_canonical: Tuple[BlockAPI, ...] = ()
-
-
-@dataclass(frozen=True)
-class SealFields:
-    """Header fields that make up a seal (see vm_hooks.seal)."""
-
-    seal: Seal
-    coinbase: Address
-    difficulty: int
-    nonce: bytes = ZERO_NONCE
-    mix_hash: bytes = ZERO_HASH
 
 
 class BlockProductionStopped(Exception):
@@ -68,15 +59,7 @@ def build_block(
     The block is not persisted.
     """
     parent = parent or chain.get_canonical_head()
-    header = chain.create_header_from_parent(
-        parent,
-        coinbase=fields.coinbase,
-        timestamp=timestamp,
-        extra_data=fields.seal.encode(),
-        difficulty=fields.difficulty,
-        nonce=fields.nonce,
-        mix_hash=fields.mix_hash,
-    )
+    header = chain.create_header_from_parent(parent, timestamp=timestamp, **fields)
     vm = chain.get_vm(header)
     produced = ProducedBlock(block=vm.get_block())
     receipts = []
@@ -112,7 +95,7 @@ def produce_dev_block(
     timestamp: Optional[int] = None,
     coinbase: Address = ZERO_ADDRESS,
 ) -> ProducedBlock:
-    fields = SealFields(seal=Seal.dev(), coinbase=coinbase, difficulty=DEV_SCORE)
+    fields = header_fields(Seal.dev(), miner=coinbase)
     return persist(chain, build_block(chain, transactions, fields, next_timestamp(chain, timestamp)))
 
 
@@ -128,7 +111,7 @@ def build_idle_block(
     parent = parent or chain.get_canonical_head()
     idle = idle_params(chain, parent)
     work = expected_work(parent_idle_work(parent), parent.timestamp, timestamp, idle)
-    fields = SealFields(seal=Seal.idle(work), coinbase=coinbase, difficulty=IDLE_SCORE)
+    fields = header_fields(Seal.idle(work), miner=coinbase)
     return build_block(chain, transactions, fields, timestamp, parent), work
 
 
@@ -182,12 +165,11 @@ def produce_pole_block(
 ) -> ProducedBlock:
     """A PoLe block on ``parent``: competing miners seal siblings on the same parent."""
     parent = parent or chain.get_canonical_head()
-    fields = SealFields(
-        seal=Seal.pole(train_bps, test_bps, release_digest),
-        coinbase=coinbase,
-        difficulty=test_bps,
-        nonce=task_id.to_bytes(8, "big"),
-        mix_hash=model_commitment,
+    fields = header_fields(
+        Seal.pole(train_bps, test_bps, release_digest),
+        miner=coinbase,
+        task_id=task_id,
+        commitment=model_commitment,
     )
     ts = next_timestamp(chain, timestamp, parent)
     return persist(chain, build_block(chain, transactions, fields, ts, parent))

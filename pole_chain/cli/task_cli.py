@@ -14,7 +14,10 @@ import os
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from web3 import Web3
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 KEY_VARIABLE = "POLE_KEY"
@@ -189,14 +192,20 @@ def configure_model_command(parser: argparse.ArgumentParser) -> None:
     get = actions.add_parser(
         "get", help="fetch, check and export the winning model of a settled task",
         description="Fetch the winning model of a settled task by its on-chain commitment, check "
-        "it hashes to that commitment, and write a torch module that predicts on raw features "
-        "(0..255): model.safetensors, model.pt, the committed blob model.plmd and meta.json. "
-        "Load it with pole_chain.model_delivery.load_delivered_model(DIR).",
+        "it hashes to that commitment and reproduces the claimed test accuracy on the released "
+        "test set, and write a torch module that predicts on raw features as the data node's "
+        "dataset held them (its quantisation is part of the module; meta.json states the input): "
+        "model.safetensors, model.pt, the committed blob model.plmd and meta.json. "
+        "Load it with pole_chain.clients.model_delivery.load_delivered_model(DIR).",
     )
     get.add_argument("task_id", type=_positive_int, metavar="TASK", help="the task id")
     _add_rpc(get)
     get.add_argument("--out", type=Path, required=True, metavar="DIR",
                      help="directory to write the model files to (created if missing)")
+    get.add_argument("--allow-unchecked", action="store_true",
+                     help="write the model even when the released test set cannot be had to "
+                     "re-check the claimed test accuracy (meta.json then says "
+                     '"test_accuracy_checked": false)')
     get.set_defaults(run=run_model_get)
 
 
@@ -205,16 +214,16 @@ def configure_model_command(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _connect(url: str):
-    """A client for the node at `url`, after one call proves the node answers."""
-    from miner.node_client import PoLeClient
+def _connect(url: str) -> Web3:
+    """A Web3 (with `w3.pole`) on the node at `url`, after one call proves the node answers."""
+    from miner.pole_module import pole_web3
 
-    client = PoLeClient.connect(url)
+    w3 = pole_web3(url)
     try:
-        client.node_status()
+        w3.pole.node_status()
     except Exception as error:  # connection refused, DNS, not JSON-RPC...
         raise CommandError(f"cannot reach a PoLe node at {url}: {_reason(error)}") from None
-    return client
+    return w3
 
 
 def _key(args: argparse.Namespace) -> str:
@@ -255,13 +264,12 @@ def run_task_post(args: argparse.Namespace) -> int:
 
         account = as_account(_key(args))
         _check_sources(args.dataset, args.model)
-        client = _connect(args.rpc)
         task_id = post_task(
-            client.w3, account,
+            _connect(args.rpc), account,
             dataset=args.dataset, model=args.model, reward_wei=args.reward,
             min_train_bps=args.accuracy, time_limit_s=args.time_limit,
             solutions_wanted=args.solutions, test_fraction=args.test_fraction, seed=args.seed,
-            workdir=_workdir(args), client=client,
+            workdir=_workdir(args),
         )
         print(task_id)
 
@@ -270,23 +278,24 @@ def run_task_post(args: argparse.Namespace) -> int:
 
 def run_task_release(args: argparse.Namespace) -> int:
     def run() -> None:
-        from pole_chain.clients.data_node import as_account, release
+        from eth_utils import encode_hex
+
+        from pole_chain.clients.data_node import as_account, get_task, release
 
         account = as_account(_key(args))
-        client = _connect(args.rpc)
-        wait_for = client.task(args.task_id).solutions_wanted if args.auto else None
+        w3 = _connect(args.rpc)
+        wait_for = get_task(w3, args.task_id).solutions_wanted if args.auto else None
         outcome = release(
-            client.w3, account, args.task_id, _workdir(args), wait_for=wait_for,
-            timeout_s=args.timeout, client=client,
+            w3, account, args.task_id, _workdir(args), wait_for=wait_for, timeout_s=args.timeout,
             progress=(lambda line: print(line, file=sys.stderr)) if args.auto else None,
         )
         verb = "was already released" if outcome.already_released else "released"
         print(
-            f"task {args.task_id} {verb} at parent 0x{outcome.parent_hash.hex()}: release "
-            f"0x{outcome.digest.hex()} admits {len(outcome.release.admitted)} solution(s)"
+            f"task {args.task_id} {verb} at parent {encode_hex(outcome.parent_hash)}: release "
+            f"{encode_hex(outcome.digest)} admits {len(outcome.release.admitted)} solution(s)"
         )
         for announcement in outcome.admitted:
-            print(f"  0x{announcement.miner.hex()}  train {announcement.train_bps / 100:.2f} %")
+            print(f"  {encode_hex(announcement.miner)}  train {announcement.train_bps / 100:.2f} %")
 
     return _guarded("pole task release", run)
 
@@ -304,8 +313,9 @@ def run_model_get(args: argparse.Namespace) -> int:
     def run() -> None:
         from pole_chain.clients.model_delivery import fetch_model
 
-        client = _connect(args.rpc)
-        delivery = fetch_model(client, client.w3, args.task_id, args.out)
+        delivery = fetch_model(
+            _connect(args.rpc), args.task_id, args.out, allow_unchecked=args.allow_unchecked
+        )
         meta = delivery.meta
         checked = meta["checked_test_bps"]
         print(
@@ -315,8 +325,10 @@ def run_model_get(args: argparse.Namespace) -> int:
         print(
             f"  claimed: training {meta['train_bps'] / 100:.2f} %, test {meta['test_bps'] / 100:.2f} %; "
             + (f"exported module on the released test set: {checked / 100:.2f} %"
-               if checked is not None else "released test set not available, accuracy not re-checked")
+               if checked is not None else "test accuracy NOT re-checked")
         )
+        if delivery.warning:
+            print(f"pole model get: {delivery.warning}", file=sys.stderr)
 
     return _guarded("pole model get", run)
 
@@ -325,7 +337,9 @@ def _guarded(name: str, run: Callable[[], None]) -> int:
     """Run a command; expected failures become one line on stderr and exit status 1."""
     from miner.datasets import DatasetFormatError
     from miner.model_spec import ModelSpecError
-    from miner.node_client import NodeError
+    from web3.exceptions import Web3RPCError
+
+    from miner.pole_module import error_message
     from pole_chain.clients.data_node import DataNodeError
     from pole_chain.clients.model_delivery import ModelDeliveryError
 
@@ -337,8 +351,8 @@ def _guarded(name: str, run: Callable[[], None]) -> int:
         return 130
     except (CommandError, DataNodeError, ModelDeliveryError, DatasetFormatError, ModelSpecError) as error:
         print(f"{name}: error: {error}", file=sys.stderr)
-    except NodeError as error:
-        print(f"{name}: the node refused: {error}", file=sys.stderr)
+    except Web3RPCError as error:
+        print(f"{name}: the node refused: {error_message(error)}", file=sys.stderr)
     except OSError as error:  # requests' connection errors, unwritable --out ...
         print(f"{name}: error: {_reason(error)}", file=sys.stderr)
     except Exception as error:  # web3 errors and anything unforeseen: still one line

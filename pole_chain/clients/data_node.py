@@ -1,7 +1,7 @@
 """The data node: post a training task, release its test set, follow it to settlement.
 
 A data node has data and no compute. It talks to a PoLe node only through web3 (the
-registry contract for the escrow, `PoLeClient` for blobs and messages), the way a user's
+registry contract for the escrow, the `w3.pole` module for blobs and messages), the way a user's
 script would:
 
     post_task   load and split the dataset; upload the training set and the model spec
@@ -34,10 +34,10 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+from eth_utils import encode_hex, keccak, to_canonical_address, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.logs import DISCARD
 
 from contracts import TASK_REGISTRY, load_artifact
@@ -66,15 +66,14 @@ from miner.model_spec import (
     model_spec_from_json,
 )
 from miner.sml import MAX_SML_INPUT_DIM, SML_EXPANSION
-from miner.node_client import NodeError, PoLeClient, TaskInfo
-
-from vm_hooks.params import REGISTRY_ADDRESS
+from miner.pole_module import attach_pole, error_code
+from vm_hooks.params import MAX_TASK_TIME_LIMIT, REGISTRY_ADDRESS
+from vm_hooks.task import Task, TaskStatus
 
 log = logging.getLogger("pole.data_node")
 
 #: Registry limits (contracts/task_registry.vy), checked here for a clear message before
-#: any gas is spent.
-MAX_TIME_LIMIT_S = 365 * 86400
+#: any gas is spent (the time limit's cap is the chain's, vm_hooks.params).
 MAX_REWARD_WEI = 2**128 - 1
 MAX_BPS = 10_000
 #: A release admits at most this many commitments (miner/messages.py).
@@ -232,8 +231,8 @@ def check_task_parameters(
         raise DataNodeError(f"reward must be positive and below 2^128 wei, got {reward_wei}")
     if not 0 <= min_train_bps <= MAX_BPS:
         raise DataNodeError(f"minimum training accuracy must be 0..10000 bps, got {min_train_bps}")
-    if not 0 < time_limit_s <= MAX_TIME_LIMIT_S:
-        raise DataNodeError(f"time limit must be 1..{MAX_TIME_LIMIT_S} s, got {time_limit_s}")
+    if not 0 < time_limit_s <= MAX_TASK_TIME_LIMIT:
+        raise DataNodeError(f"time limit must be 1..{MAX_TASK_TIME_LIMIT} s, got {time_limit_s}")
     if not 1 <= solutions_wanted <= MAX_SOLUTIONS_WANTED:
         raise DataNodeError(
             f"solutions wanted must be 1..{MAX_SOLUTIONS_WANTED} (a release admits at most "
@@ -254,7 +253,6 @@ def post_task(
     test_fraction: float = 0.2,
     seed: int = 0,
     workdir: str | Path,
-    client: PoLeClient | None = None,
     receipt_timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
 ) -> int:
     """Post a training task with `reward_wei` in escrow; returns the task id.
@@ -271,18 +269,11 @@ def post_task(
         time_limit_s=time_limit_s,
         solutions_wanted=solutions_wanted,
     )
-    client = client or PoLeClient(w3)
+    attach_pole(w3)
     prepared = prepare_task(dataset, model, test_fraction=test_fraction, seed=seed)
     tasks_dir = Path(workdir).expanduser() / "tasks"
 
-    # 1. public blobs: the training set and the model spec
-    for name, blob, digest in (
-        ("training set", prepared.train_blob, prepared.dataset_digest),
-        ("model spec", prepared.spec_json, prepared.model_spec_digest),
-    ):
-        stored = client.put_blob(blob)
-        if stored != digest:
-            raise DataNodeError(f"node stored the {name} under {stored.hex()}, expected {digest.hex()}")
+    _upload_public_blobs(w3, prepared)  # 1. the training set and the model spec
 
     # 2. the secret test set, on disk before the transaction exists
     staging = tasks_dir / f"posting-{prepared.test_set_commitment.hex()[:16]}"
@@ -292,9 +283,9 @@ def post_task(
         "poster": poster.address,
         "dataset": str(dataset) if not isinstance(dataset, Dataset) else "<in memory>",
         "model": str(model) if not isinstance(model, ModelSpec) else "<in memory>",
-        "model_spec": "0x" + prepared.model_spec_digest.hex(),
-        "dataset_digest": "0x" + prepared.dataset_digest.hex(),
-        "test_set_commitment": "0x" + prepared.test_set_commitment.hex(),
+        "model_spec": encode_hex(prepared.model_spec_digest),
+        "dataset_digest": encode_hex(prepared.dataset_digest),
+        "test_set_commitment": encode_hex(prepared.test_set_commitment),
         "features": prepared.train.d,
         "num_classes": prepared.train.num_classes,
         "image_shape": list(prepared.train.image_shape) if prepared.train.image_shape else None,
@@ -310,36 +301,54 @@ def post_task(
     _write_task_dir(staging, record, prepared)
 
     # 3. the escrow transaction
-    registry = registry_contract(w3)
-    call = registry.functions.post_task(
-        prepared.model_spec_digest,
-        prepared.dataset_digest,
-        prepared.test_set_commitment,
-        min_train_bps,
-        time_limit_s,
-        solutions_wanted,
+    call = registry_contract(w3).functions.post_task(
+        prepared.model_spec_digest, prepared.dataset_digest, prepared.test_set_commitment,
+        min_train_bps, time_limit_s, solutions_wanted,
     )
     receipt = _transact(w3, poster, call, value=reward_wei, timeout_s=receipt_timeout_s)
-    events = registry.events.TaskPosted().process_receipt(receipt, errors=DISCARD)
-    if len(events) != 1:
-        tx_hash = bytes(receipt["transactionHash"]).hex()
-        raise DataNodeError(f"transaction 0x{tx_hash} has no TaskPosted event")
-    task_id = int(events[0]["args"]["task_id"])
-
+    posted = _task_posted(w3, receipt)
+    task_id = int(posted["task_id"])
     record.update(
         task_id=task_id,
-        transaction="0x" + bytes(receipt["transactionHash"]).hex(),
+        transaction=encode_hex(receipt["transactionHash"]),
         block_number=int(receipt["blockNumber"]),
-        deadline=int(events[0]["args"]["deadline"]),
+        deadline=int(posted["deadline"]),
     )
     _save_json(staging / TASK_FILE, record)
-    final = tasks_dir / str(task_id)
+    _move_into_place(staging, tasks_dir / str(task_id))
+    return task_id
+
+
+def _upload_public_blobs(w3: Web3, prepared: PreparedTask) -> None:
+    """The training set and the model spec, stored under the digests the task will name."""
+    for name, blob, digest in (
+        ("training set", prepared.train_blob, prepared.dataset_digest),
+        ("model spec", prepared.spec_json, prepared.model_spec_digest),
+    ):
+        stored = w3.pole.put_blob(blob)
+        if stored != digest:
+            raise DataNodeError(
+                f"node stored the {name} under {encode_hex(stored)}, expected {encode_hex(digest)}"
+            )
+
+
+def _task_posted(w3: Web3, receipt: dict) -> dict:
+    """The arguments of the receipt's one TaskPosted event."""
+    events = registry_contract(w3).events.TaskPosted().process_receipt(receipt, errors=DISCARD)
+    if len(events) != 1:
+        raise DataNodeError(
+            f"transaction {encode_hex(receipt['transactionHash'])} has no TaskPosted event"
+        )
+    return events[0]["args"]
+
+
+def _move_into_place(staging: Path, final: Path) -> None:
+    """The staged task directory becomes tasks/<id>; files of a reused id are kept aside."""
     if final.exists():  # a previous chain (a reset devnet) used this id: keep its files
-        aside = tasks_dir / f"{task_id}.replaced-{int(time.time())}"
+        aside = final.with_name(f"{final.name}.replaced-{int(time.time())}")
         log.warning("%s exists (another chain?); moved to %s", final, aside)
         final.rename(aside)
     staging.rename(final)
-    return task_id
 
 
 def _write_task_dir(directory: Path, record: dict, prepared: PreparedTask) -> None:
@@ -381,11 +390,11 @@ def _transact(w3: Web3, sender: LocalAccount, call, *, value: int, timeout_s: fl
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.25)
     except TimeExhausted:
         raise DataNodeError(
-            f"transaction 0x{bytes(tx_hash).hex()} not mined within {timeout_s:.0f} s (is the node "
+            f"transaction {encode_hex(tx_hash)} not mined within {timeout_s:.0f} s (is the node "
             "producing blocks? a non-dev node needs --mine-idle, or an open task must settle first)"
         ) from None
     if receipt["status"] != 1:
-        raise DataNodeError(f"transaction 0x{bytes(tx_hash).hex()} reverted")
+        raise DataNodeError(f"transaction {encode_hex(tx_hash)} reverted")
     return receipt
 
 
@@ -426,7 +435,7 @@ def load_local_task(workdir: str | Path, task_id: int) -> LocalTask:
             "machine with this --workdir?"
         ) from None
     local = LocalTask(directory, record, test_blob)
-    if "0x" + local.test_set_commitment.hex() != record.get("test_set_commitment"):
+    if encode_hex(local.test_set_commitment) != record.get("test_set_commitment"):
         raise DataNodeError(f"{directory / TEST_SET_FILE} does not match its recorded commitment")
     return local
 
@@ -492,7 +501,6 @@ def release(
     wait_for: int | None = None,
     timeout_s: float | None = None,
     poll_s: float = DEFAULT_POLL_S,
-    client: PoLeClient | None = None,
     progress: Progress | None = None,
 ) -> ReleaseOutcome:
     """Release task `task_id`'s test set to the miners that announced solutions.
@@ -504,23 +512,12 @@ def release(
     the release names the parent the announcements name.
     """
     poster = as_account(account)
-    client = client or PoLeClient(w3)
+    attach_pole(w3)
     chain_id = w3.eth.chain_id
     say = progress or (lambda message: None)
 
     local = load_local_task(workdir, task_id)
-    task = _open_task(client, task_id)
-    if task.poster != to_canonical_address(poster.address):
-        raise DataNodeError(
-            f"task {task_id} was posted by {to_checksum_address(task.poster)}, not by "
-            f"{poster.address}: only the poster can release"
-        )
-    if task.test_set_commitment != local.test_set_commitment:
-        raise DataNodeError(
-            f"the test set in {local.directory} does not match task {task_id}'s on-chain "
-            "commitment (was the chain reset after it was posted?)"
-        )
-
+    task = _releasable_task(w3, poster, task_id, local)
     head = w3.eth.get_block("latest")
     if timeout_s is None:
         timeout_s = max(0.0, (task.deadline - int(head["timestamp"])) / 2)
@@ -534,13 +531,10 @@ def release(
         if head_hash not in parents:
             parents.append(head_hash)
             del parents[:-PARENTS_WATCHED]
-        for parent in parents:  # a release already on the node: nothing more to do
-            existing = client.get_release(task_id, parent)
-            if existing is not None:
-                found = Release.decode(existing)
-                if found.poster == to_canonical_address(poster.address):
-                    return ReleaseOutcome(task_id, parent, found, (), already_released=True)
-        parent, admitted = _best_parent(client, task, parents, chain_id)
+        existing = _existing_release(w3, poster, task_id, parents)
+        if existing is not None:  # already on the node: nothing more to do
+            return existing
+        parent, admitted = _best_parent(w3, task, parents, chain_id)
         if len(admitted) != last_count:
             last_count = len(admitted)
             wanted = f" of {wait_for}" if wait_for is not None else ""
@@ -567,34 +561,74 @@ def release(
                 "expire and the reward will be refunded"
             )
         time.sleep(poll_s)
-        task = _open_task(client, task_id)
+        task = _open_task(w3, task_id)
     if not admitted:
         raise DataNodeError(
             f"no solution announced yet for task {task_id} at the head; wait, or use auto mode"
         )
+    return _send_release(w3, poster, local, task, parent, admitted)
 
-    digest = client.put_blob(local.test_blob)
+
+def _releasable_task(w3: Web3, poster: LocalAccount, task_id: int, local: LocalTask) -> Task:
+    """The open task `task_id`, if `poster` posted it with the test set kept in `local`."""
+    task = _open_task(w3, task_id)
+    if task.poster != to_canonical_address(poster.address):
+        raise DataNodeError(
+            f"task {task_id} was posted by {to_checksum_address(task.poster)}, not by "
+            f"{poster.address}: only the poster can release"
+        )
+    if task.test_set_commitment != local.test_set_commitment:
+        raise DataNodeError(
+            f"the test set in {local.directory} does not match task {task_id}'s on-chain "
+            "commitment (was the chain reset after it was posted?)"
+        )
+    return task
+
+
+def _existing_release(
+    w3: Web3, poster: LocalAccount, task_id: int, parents: Sequence[bytes]
+) -> Optional[ReleaseOutcome]:
+    """A release `poster` already sent for the task at one of the watched parents."""
+    for parent in parents:
+        existing = w3.pole.get_release(task_id, parent)
+        if existing is not None:
+            found = Release.decode(existing)
+            if found.poster == to_canonical_address(poster.address):
+                return ReleaseOutcome(task_id, parent, found, (), already_released=True)
+    return None
+
+
+def _send_release(
+    w3: Web3,
+    poster: LocalAccount,
+    local: LocalTask,
+    task: Task,
+    parent: bytes,
+    admitted: Sequence[SolutionAnnouncement],
+) -> ReleaseOutcome:
+    """Upload the test set, sign and send the release, and note it in release.json."""
+    digest = w3.pole.put_blob(local.test_blob)
     if digest != task.test_set_commitment:
-        raise DataNodeError(f"node stored the test set under {digest.hex()}, expected the commitment")
+        raise DataNodeError(f"node stored the test set under {encode_hex(digest)}, expected the commitment")
     signed = Release.sign(
-        chain_id=chain_id,
-        task_id=task_id,
+        chain_id=w3.eth.chain_id,
+        task_id=task.task_id,
         parent_hash=parent,
         test_set_digest=task.test_set_commitment,
         admitted=[a.model_commitment for a in admitted],
         private_key=poster.key,
     )
-    client.release(signed.encode())
-    outcome = ReleaseOutcome(task_id, parent, signed, tuple(admitted))
+    w3.pole.release(signed.encode())
+    outcome = ReleaseOutcome(task.task_id, parent, signed, tuple(admitted))
     _save_json(
         local.directory / RELEASE_FILE,
         {
-            "parent_hash": "0x" + parent.hex(),
-            "release_digest": "0x" + signed.digest.hex(),
+            "parent_hash": encode_hex(parent),
+            "release_digest": encode_hex(signed.digest),
             "admitted": [
                 {
                     "miner": to_checksum_address(a.miner),
-                    "model_commitment": "0x" + a.model_commitment.hex(),
+                    "model_commitment": encode_hex(a.model_commitment),
                     "train_bps": a.train_bps,
                 }
                 for a in admitted
@@ -604,35 +638,32 @@ def release(
     return outcome
 
 
-def get_task(client: PoLeClient, task_id: int) -> TaskInfo:
+def get_task(w3: Web3, task_id: int) -> Task:
     """The task as the node's head sees it; DataNodeError if there is none."""
     try:
-        task = client.task(task_id)
-    except NodeError as error:
-        if error.code == RESOURCE_NOT_FOUND:
+        return attach_pole(w3).pole.get_task(task_id)
+    except Web3RPCError as error:
+        if error_code(error) == RESOURCE_NOT_FOUND:
             raise DataNodeError(f"there is no task {task_id}") from None
         raise
-    if task.status not in ("open", "settled", "expired") or task.poster == bytes(20):
-        raise DataNodeError(f"there is no task {task_id}")
-    return task
 
 
-def _open_task(client: PoLeClient, task_id: int) -> TaskInfo:
-    task = get_task(client, task_id)
+def _open_task(w3: Web3, task_id: int) -> Task:
+    task = get_task(w3, task_id)
     if not task.is_open:
-        raise DataNodeError(f"task {task_id} is {task.status}: nothing to release")
+        raise DataNodeError(f"task {task_id} is {task.status.label}: nothing to release")
     return task
 
 
 def _best_parent(
-    client: PoLeClient, task: TaskInfo, parents: Sequence[bytes], chain_id: int
+    w3: Web3, task: Task, parents: Sequence[bytes], chain_id: int
 ) -> tuple[bytes, list[SolutionAnnouncement]]:
     """The watched parent with the most valid announcements (the latest one on a tie)."""
     best_parent, best = parents[-1], []
     for parent in parents:
         try:
-            raw = client.announcements(task.task_id, parent)
-        except NodeError:
+            raw = w3.pole.announcements(task.task_id, parent)
+        except Web3RPCError:
             continue  # the task is not the best open task at that parent
         found = valid_announcements(
             raw,
@@ -662,17 +693,23 @@ def format_ether(wei: int) -> str:
     return f"{text} ETH"
 
 
-def status(client: PoLeClient, task_id: int) -> str:
+#: Where a task's reward is, by its state (`pole task status`).
+REWARD_NOTES = {
+    TaskStatus.OPEN: "in escrow",
+    TaskStatus.SETTLED: "paid to the winner",
+    TaskStatus.EXPIRED: "refunded",
+}
+
+
+def status(w3: Web3, task_id: int) -> str:
     """A readable, multi-line summary of task `task_id` as the node's head sees it."""
-    task = get_task(client, task_id)
-    w3 = client.w3
+    task = get_task(w3, task_id)
     head = w3.eth.get_block("latest")
-    lines = [f"Task {task_id}: {task.status}"]
+    lines = [f"Task {task_id}: {task.status.label}"]
     lines.append(f"  poster          {to_checksum_address(task.poster)}")
-    reward_note = {"open": "in escrow", "settled": "paid to the winner", "expired": "refunded"}
-    lines.append(f"  reward          {format_ether(task.reward)} ({reward_note.get(task.status, '')})")
-    lines.append(f"  model spec      0x{task.model_spec.hex()}")
-    lines.append(f"  training set    0x{task.dataset_digest.hex()}")
+    lines.append(f"  reward          {format_ether(task.reward)} ({REWARD_NOTES[task.status]})")
+    lines.append(f"  model spec      {encode_hex(task.model_spec)}")
+    lines.append(f"  training set    {encode_hex(task.dataset_digest)}")
     lines.append(f"  min training    {format_bps(task.min_train_bps)}")
     remaining = task.deadline - int(head["timestamp"])
     when = f"in {remaining} s" if remaining >= 0 else f"{-remaining} s ago"
@@ -688,9 +725,9 @@ def status(client: PoLeClient, task_id: int) -> str:
         lines.append(
             f"  accuracy        training {format_bps(result.train_bps)}, test {format_bps(result.test_bps)}"
         )
-        lines.append(f"  model           0x{result.model_commitment.hex()}")
-    announced = _count(client.announcements, task_id, parent)
-    released = _release_at(client, task_id, parent)
+        lines.append(f"  model           {encode_hex(result.model_commitment)}")
+    announced = _count(w3.pole.announcements, task_id, parent)
+    released = _release_at(w3, task_id, parent)
     solutions = f"{task.solutions_wanted} wanted, {announced} announced"
     if released is not None:
         solutions += f", {len(released.admitted)} admitted by the release"
@@ -701,14 +738,14 @@ def status(client: PoLeClient, task_id: int) -> str:
 def _count(fetch: Callable[[int, bytes], list], task_id: int, parent: bytes) -> int:
     try:
         return len(fetch(task_id, parent))
-    except NodeError:
+    except Web3RPCError:
         return 0
 
 
-def _release_at(client: PoLeClient, task_id: int, parent: bytes) -> Optional[Release]:
+def _release_at(w3: Web3, task_id: int, parent: bytes) -> Optional[Release]:
     try:
-        raw = client.get_release(task_id, parent)
-    except NodeError:
+        raw = w3.pole.get_release(task_id, parent)
+    except Web3RPCError:
         return None
     return Release.decode(raw) if raw else None
 

@@ -8,19 +8,26 @@ What the data node paid for is the integer model committed in the winning block.
        keccak(blob || winner || parent_hash) == the on-chain commitment (refuse otherwise),
        and that its embedded architecture is the task's model spec
     3. rebuild the winner's SML, sml_for(parent_hash, winner, d)
-    4. write a torch module that predicts on RAW inputs (features 0..255, as the dataset
-       quantisation produces them): the SML matrix as a fixed first layer, then the integer
-       network. Its forward is int64 arithmetic, the consensus evaluator's own operations
-       (docs/ML.md), so its predictions equal `evaluate_integer_model`'s exactly.
-    5. if the release's test set is available, evaluate the exported module on it and check
-       it reproduces the claimed test accuracy.
+    4. read the task's training set by its on-chain digest: its feature count, image shape and
+       quantisation (miner/datasets.py) are the delivered module's input contract
+    5. write a torch module that predicts on RAW features, as the data node's source held them
+       (sklearn's load_digits() values 0..16, iris in centimetres, ...): it applies the data
+       node's quantisation, then runs the consensus evaluator's own forward pass
+       (`miner.integer_eval.integer_forward`) on its buffers. There is no second copy of the
+       integer arithmetic, so its predictions are `evaluate_integer_model`'s by construction.
+    6. evaluate the module on the release's test set and check it reproduces the claimed test
+       accuracy. If the test set cannot be had, delivery is refused, unless the caller allows
+       an unchecked delivery: then meta.json says "test_accuracy_checked": false and why, and
+       `Delivery.warning` says so in words (the CLI prints it).
 
 Output directory:
 
     model.safetensors   the module's state dict (safetensors; spec in its metadata)
     model.pt            the same state dict (torch.save)
     model.plmd          the committed model blob itself (re-verifiable by anyone)
-    meta.json           task id, commitment, winner, parent, accuracies, architecture
+    meta.json           task id, commitment, winner, parent, accuracies, architecture, and the
+                        input contract ("input": feature count, dtype, accepted shapes,
+                        quantisation)
 
 `load_delivered_model(out_dir)` rebuilds the module from meta.json and the state dict.
 """
@@ -33,12 +40,19 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from eth_utils import keccak, to_checksum_address
+from eth_utils import encode_hex, keccak, to_checksum_address
 from torch import nn
 from web3 import Web3
+from web3.exceptions import Web3RPCError
 
-from miner.datasets import Dataset, DatasetFormatError, decode_dataset, encode_dataset
-from miner.integer_eval import ACTIVATION_MAX, ACTIVATION_MIN, evaluate_integer_model
+from miner.datasets import (
+    MAX_FEATURE_VALUE,
+    Dataset,
+    DatasetFormatError,
+    FeatureQuantization,
+    decode_dataset,
+)
+from miner.integer_eval import accuracy_bps, argmax_lowest, evaluate_integer_model, integer_forward
 from miner.integer_model import (
     IntegerConv2d,
     IntegerDense,
@@ -46,218 +60,237 @@ from miner.integer_model import (
     ModelFormatError,
     check_model_matches_task,
     decode_model,
+    encode_model,
 )
-from miner.messages import Release, commitment_for
+from miner.messages import MessageError, Release, commitment_for
 from miner.model_spec import (
     Conv2d,
     Dense,
-    Flatten,
-    MaxPool2d,
     ModelSpec,
-    ReLU,
     layer_shapes,
     model_spec_canonical_bytes,
     model_spec_digest,
     model_spec_from_json,
     model_spec_to_obj,
 )
-from miner.sml import SML, SML_EXPANSION, sml_for, sml_seed
-from miner.node_client import NodeError, PoLeClient
+from miner.pole_module import attach_pole, error_message
+from miner.sml import SML, SML_EXPANSION, output_shift_for, sml_for, sml_seed
+from vm_hooks.task import Task, TaskResult, TaskStatus
 
-FORMAT = "pole-delivered-model/1"
+FORMAT = "pole-delivered-model/2"
 META_FILE = "meta.json"
 SAFETENSORS_FILE = "model.safetensors"
 TORCH_FILE = "model.pt"
 BLOB_FILE = "model.plmd"
-MAX_FEATURE_VALUE = 255
+_WEIGHT_DTYPES = {1: torch.int8, 2: torch.int16}
 
 
 class ModelDeliveryError(RuntimeError):
-    """The model cannot be delivered (task not settled, blob missing or not the committed one)."""
+    """The model cannot be delivered (task not settled, blob missing or not the committed one,
+    test accuracy not checkable and unchecked delivery not allowed)."""
 
 
 # --------------------------------------------------------------------------------------
-# The torch module: SML + integer network, int64 arithmetic
+# The input contract: raw features as the data node's source held them
 # --------------------------------------------------------------------------------------
 
 
-def _round_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """(x + 2^(s-1)) >> s, arithmetic: integer_eval.round_shift in torch int64."""
-    s = int(shift)
-    if s == 0:
-        return x
-    return (x + (1 << (s - 1))) >> s
+@dataclass(frozen=True, eq=False)
+class InputContract:
+    """What the delivered module takes: `features` raw values per sample (flat, or shaped
+    as the dataset's image), turned into the dataset's 0..255 integers by `quantization`
+    (None: the raw values are those integers already)."""
+
+    features: int
+    image_shape: tuple[int, int, int] | None = None
+    quantization: FeatureQuantization | None = None
+
+    @classmethod
+    def of_dataset(cls, dataset: Dataset) -> "InputContract":
+        return cls(dataset.d, dataset.image_shape, dataset.quantization)
+
+    @property
+    def sample_shapes(self) -> list[tuple[int, ...]]:
+        """Per-sample shapes the module accepts: (d,), and (c, h, w) and (h, w) for images."""
+        shapes: list[tuple[int, ...]] = [(self.features,)]
+        if self.image_shape is not None:
+            shapes.append(self.image_shape)
+            if self.image_shape[0] == 1:
+                shapes.append(self.image_shape[1:])
+        return shapes
+
+    def to_obj(self) -> dict:
+        quantized = self.quantization is not None
+        return {
+            "features": self.features,
+            "shapes": [["n", *shape] for shape in self.sample_shapes],
+            "image_shape": list(self.image_shape) if self.image_shape is not None else None,
+            "dtype": "real numbers (any int or float dtype)" if quantized else "integers 0..255",
+            "quantization": self.quantization.to_obj() if quantized else None,
+            "description": "raw features as the data node's source dataset held them; the "
+            "module applies the quantisation itself"
+            if quantized
+            else "the dataset's own integer features 0..255 (it had no quantisation)",
+        }
+
+    @classmethod
+    def from_obj(cls, obj: dict) -> "InputContract":
+        try:
+            image_shape = obj["image_shape"]
+            quantization = obj["quantization"]
+            return cls(
+                int(obj["features"]),
+                tuple(int(v) for v in image_shape) if image_shape is not None else None,
+                FeatureQuantization.from_obj(quantization) if quantization is not None else None,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelDeliveryError(f"{META_FILE}: malformed input contract ({error})") from None
+
+    def flatten(self, raw: Any) -> np.ndarray:
+        """Raw input of one of `sample_shapes` (numpy, torch or nested lists) -> (n, d)."""
+        x = raw.detach().cpu().numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+        if x.ndim < 1 or tuple(x.shape[1:]) not in self.sample_shapes:
+            accepted = " or ".join(str(("n", *shape)) for shape in self.sample_shapes)
+            raise ValueError(f"expected raw features of shape {accepted}, got {tuple(x.shape)}")
+        return x.reshape(x.shape[0], self.features)
 
 
-def _requantize(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(_round_shift(acc, shift), ACTIVATION_MIN, ACTIVATION_MAX)
+def check_integer_features(x: np.ndarray) -> np.ndarray:
+    """(n, d) values that must be integers 0..255 -> int64, or ValueError."""
+    if x.dtype.kind == "f":
+        if not np.all(x == np.round(x)):
+            raise ValueError("features must be integers 0..255 (this dataset had no quantisation)")
+    elif x.dtype.kind not in "iu":
+        raise ValueError(f"features must be integers 0..255, got dtype {x.dtype}")
+    if x.size and (x.min() < 0 or x.max() > MAX_FEATURE_VALUE):
+        raise ValueError(f"features must be in 0..{MAX_FEATURE_VALUE}")
+    return x.astype(np.int64)
 
 
-class SecureMappingLayer(nn.Module):
-    """relu(S @ x): the winner's SML, fixed. matrix int8 (2d, d)."""
+# --------------------------------------------------------------------------------------
+# The torch module: quantisation + SML + integer network, run by the consensus code
+# --------------------------------------------------------------------------------------
 
-    def __init__(self, out_dim: int, input_dim: int) -> None:
+
+class IntegerParameters(nn.Module):
+    """One dense/conv2d layer's committed integers as buffers: weight (int8/int16, the
+    layer's shape), bias int32, shift (a 0-d int64)."""
+
+    def __init__(self, weight_shape: tuple[int, ...], weight_dtype: torch.dtype) -> None:
         super().__init__()
-        self.register_buffer("matrix", torch.zeros(out_dim, input_dim, dtype=torch.int8))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, d) int64 -> (n, 2d) int64
-        return torch.clamp(x @ self.matrix.to(torch.int64).T, min=0)
-
-
-class IntegerDenseLayer(nn.Module):
-    """saturate(round_shift(x @ W.T + b, shift)); W int8/int16 (units, fan_in), b int32."""
-
-    def __init__(self, units: int, fan_in: int, weight_dtype: torch.dtype = torch.int8) -> None:
-        super().__init__()
-        self.register_buffer("weight", torch.zeros(units, fan_in, dtype=weight_dtype))
-        self.register_buffer("bias", torch.zeros(units, dtype=torch.int32))
+        self.register_buffer("weight", torch.zeros(weight_shape, dtype=weight_dtype))
+        self.register_buffer("bias", torch.zeros(weight_shape[0], dtype=torch.int32))
         self.register_buffer("shift", torch.zeros((), dtype=torch.int64))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, fan_in) -> (n, units)
-        acc = x @ self.weight.to(torch.int64).T + self.bias.to(torch.int64)
-        return _requantize(acc, self.shift)
 
-
-class IntegerConv2dLayer(nn.Module):
-    """The same over im2col patches; stride 1, zero padding k//2 for "same"."""
-
-    def __init__(
-        self, channels: int, in_channels: int, kernel: int, padding: str,
-        weight_dtype: torch.dtype = torch.int8,
-    ) -> None:
-        super().__init__()
-        self.padding = padding
-        self.register_buffer(
-            "weight", torch.zeros(channels, in_channels, kernel, kernel, dtype=weight_dtype)
-        )
-        self.register_buffer("bias", torch.zeros(channels, dtype=torch.int32))
-        self.register_buffer("shift", torch.zeros((), dtype=torch.int64))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, c, h, w) -> (n, o, h', w')
-        o, c, k, _ = self.weight.shape
-        if self.padding == "same":
-            p = k // 2
-            x = nn.functional.pad(x, (p, p, p, p))
-        n, out_h, out_w = x.shape[0], x.shape[2] - k + 1, x.shape[3] - k + 1
-        # patches[n, c*k*k, out_h*out_w], ordered (c, dy, dx) like the weight's reshape
-        patches = torch.stack(
-            [x[:, :, dy : dy + out_h, dx : dx + out_w] for dy in range(k) for dx in range(k)],
-            dim=2,
-        ).reshape(n, c * k * k, out_h * out_w)
-        acc = self.weight.to(torch.int64).reshape(o, c * k * k) @ patches
-        acc = acc + self.bias.to(torch.int64)[None, :, None]
-        return _requantize(acc, self.shift).reshape(n, o, out_h, out_w)
-
-
-class IntegerReLU(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(x, min=0)
-
-
-class IntegerMaxPool2d(nn.Module):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, c, h, w) -> (n, c, h//s, w//s)
-        n, c, h, w = x.shape
-        s, oh, ow = self.size, h // self.size, w // self.size
-        x = x[:, :, : oh * s, : ow * s].reshape(n, c, oh, s, ow, s)
-        return torch.amax(x, dim=(3, 5))
-
-
-class IntegerFlatten(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # channel-major, like torch
-        return x.reshape(x.shape[0], -1)
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()
 
 
 class DeliveredModel(nn.Module):
-    """The delivered predictor: raw features (n, d) in 0..255 -> logits (n, classes) int64.
+    """The delivered predictor: raw features (see `contract`) -> logits (n, classes) int64.
 
-    Layer 0 is the winner's SML, then one module per layer of the task's model spec, with
-    the committed integer weights as buffers. `predict` gives class indices (ties to the
-    lowest class, as the consensus evaluator).
+    Buffers: `input_low`/`input_span` (the data node's quantisation, if it had one), the
+    winner's SML matrix, and per dense/conv2d layer of the task's spec its committed
+    integers. `forward` quantises the raw input and calls the consensus forward pass on
+    them; `predict` gives class indices (ties to the lowest class, as consensus).
     """
 
-    def __init__(self, spec: ModelSpec, weight_widths: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self, spec: ModelSpec, contract: InputContract, weight_widths: tuple[int, ...] = ()
+    ) -> None:
         super().__init__()
-        if spec.input_dim % SML_EXPANSION:
-            raise ModelDeliveryError(f"model input {spec.input_dim} is not an SML output size")
-        self.spec = spec
-        self.input_dim = spec.input_dim // SML_EXPANSION
-        self.sml = SecureMappingLayer(spec.input_dim, self.input_dim)
-        dtypes = iter([{1: torch.int8, 2: torch.int16}[w] for w in (weight_widths or ())])
+        if spec.input_dim != SML_EXPANSION * contract.features:
+            raise ModelDeliveryError(
+                f"model input {spec.input_dim} is not the SML output of {contract.features} features"
+            )
+        self.spec, self.contract = spec, contract
+        if contract.quantization is not None:
+            self.register_buffer("input_low", torch.from_numpy(np.array(contract.quantization.low)))
+            self.register_buffer("input_span", torch.from_numpy(np.array(contract.quantization.span)))
+        self.register_buffer(
+            "sml_matrix", torch.zeros(spec.input_dim, contract.features, dtype=torch.int8)
+        )
+        widths = iter(weight_widths)
         shapes = layer_shapes(spec)
-        layers: list[nn.Module] = []
-        for layer, shape in zip(spec.layers, shapes):
+        params = {}
+        for i, layer in enumerate(spec.layers):
             if isinstance(layer, Dense):
-                layers.append(IntegerDenseLayer(layer.units, shape[0], next(dtypes, torch.int8)))
+                weight_shape: tuple[int, ...] = (layer.units, shapes[i][0])
             elif isinstance(layer, Conv2d):
-                layers.append(
-                    IntegerConv2dLayer(
-                        layer.channels, shape[0], layer.kernel, layer.padding,
-                        next(dtypes, torch.int8),
-                    )
-                )
-            elif isinstance(layer, ReLU):
-                layers.append(IntegerReLU())
-            elif isinstance(layer, MaxPool2d):
-                layers.append(IntegerMaxPool2d(layer.size))
-            elif isinstance(layer, Flatten):
-                layers.append(IntegerFlatten())
+                weight_shape = (layer.channels, shapes[i][0], layer.kernel, layer.kernel)
             else:
-                raise ModelDeliveryError(f"unknown layer {layer!r}")
-        self.layers = nn.ModuleList(layers)
+                continue
+            params[str(i)] = IntegerParameters(weight_shape, _WEIGHT_DTYPES[next(widths, 1)])
+        self.params = nn.ModuleDict(params)
 
     @classmethod
-    def from_integer_model(cls, model: IntegerModel, sml: SML) -> "DeliveredModel":
+    def from_integer_model(
+        cls, model: IntegerModel, sml: SML, contract: InputContract
+    ) -> "DeliveredModel":
         if sml.out_dim != model.spec.input_dim:
             raise ModelDeliveryError(
                 f"SML gives {sml.out_dim} values, the model takes {model.spec.input_dim}"
             )
-        module = cls(model.spec, model.weight_widths)
+        module = cls(model.spec, contract, model.weight_widths)
         with torch.no_grad():
-            module.sml.matrix.copy_(torch.from_numpy(np.array(sml.matrix, dtype=np.int8)))
-            for target, layer in zip(module.layers, model.layers):
+            module.sml_matrix.copy_(torch.from_numpy(np.array(sml.matrix, dtype=np.int8)))
+            for i, layer in enumerate(model.layers):
                 if isinstance(layer, (IntegerDense, IntegerConv2d)):
+                    target = module.params[str(i)]
                     target.weight.copy_(torch.from_numpy(np.array(layer.weight)))
                     target.bias.copy_(torch.from_numpy(np.array(layer.bias, dtype=np.int32)))
                     target.shift.fill_(layer.shift)
         return module
 
-    @staticmethod
-    def raw_input(features: Any) -> torch.Tensor:
-        """Raw features (n, d) as int64, checked to be integers 0..255."""
-        x = features if isinstance(features, torch.Tensor) else torch.from_numpy(np.array(features))
-        if x.is_floating_point():
-            if not bool(torch.all(x == torch.round(x))):
-                raise ValueError("raw features must be integers 0..255 (quantise the data first)")
-        elif x.dtype == torch.bool or x.is_complex():
-            raise ValueError(f"raw features must be integers 0..255, got {x.dtype}")
-        x = x.to(torch.int64)
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) > MAX_FEATURE_VALUE):
-            raise ValueError("raw features must be in 0..255 (quantise the data first)")
-        return x
+    def integer_model(self) -> IntegerModel:
+        """The committed IntegerModel, read back from the buffers (checked against the spec)."""
+        layers = []
+        for i, layer in enumerate(self.spec.layers):
+            if isinstance(layer, (Dense, Conv2d)):
+                p = self.params[str(i)]
+                weight, bias, shift = _array(p.weight), _array(p.bias), int(p.shift)
+                layers.append(
+                    IntegerDense(weight, bias, shift)
+                    if isinstance(layer, Dense)
+                    else IntegerConv2d(weight, bias, shift, layer.padding)
+                )
+            else:
+                layers.append(layer)
+        return IntegerModel(self.spec, tuple(layers))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.raw_input(features)
-        if x.ndim != 2 or x.shape[1] != self.input_dim:
-            raise ValueError(f"expected features of shape (n, {self.input_dim}), got {tuple(x.shape)}")
-        x = self.sml(x).reshape((x.shape[0],) + tuple(self.spec.input_shape))
-        for layer in self.layers:
-            x = layer(x)
-        return x
+    def sml(self) -> SML:
+        return SML(_array(self.sml_matrix), output_shift_for(self.contract.features))
 
-    @torch.no_grad()
-    def predict(self, features: Any) -> np.ndarray:
-        """Class indices for raw features (n, d), ties to the lowest class."""
-        return torch.argmax(self(features), dim=1).numpy()
+    def quantize(self, raw: Any) -> np.ndarray:
+        """Raw features -> the dataset's integer features (n, d), as the data node made them."""
+        x = self.contract.flatten(raw)
+        if self.contract.quantization is None:
+            return check_integer_features(x)
+        quantization = FeatureQuantization(
+            _array(self.input_low), _array(self.input_span), self.contract.quantization.rounding
+        )
+        return quantization.apply(x)
 
-    @torch.no_grad()
-    def accuracy_bps(self, dataset: Dataset) -> int:
-        """correct * 10000 // n, as the consensus evaluator counts."""
-        correct = int(np.count_nonzero(self.predict(dataset.features) == dataset.labels.astype(np.int64)))
-        return correct * 10000 // dataset.n
+    def features_logits(self, features: Any) -> np.ndarray:
+        """Logits for features already in the dataset's 0..255 form (a Dataset's features)."""
+        x = check_integer_features(np.asarray(features))
+        return integer_forward(self.integer_model(), self.sml(), x)
+
+    def forward(self, raw: Any) -> torch.Tensor:
+        return torch.from_numpy(self.features_logits(self.quantize(raw)))
+
+    def predict(self, raw: Any) -> np.ndarray:
+        """Class indices for raw features, ties to the lowest class."""
+        return argmax_lowest(self.features_logits(self.quantize(raw)))
+
+    def accuracy_bps(self, raw: Any, labels: Any) -> int:
+        """correct * 10000 // n on raw features, as the consensus evaluator counts."""
+        return accuracy_bps(self.predict(raw), np.asarray(labels))
+
+    def dataset_accuracy_bps(self, dataset: Dataset) -> int:
+        """The same on a Dataset as the chain holds it (features already quantised)."""
+        return accuracy_bps(argmax_lowest(self.features_logits(dataset.features)), dataset.labels)
 
 
 # --------------------------------------------------------------------------------------
@@ -265,25 +298,25 @@ class DeliveredModel(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-def export_model(model: IntegerModel, sml: SML, out_dir: str | Path, meta: dict) -> DeliveredModel:
+def export_model(
+    model: IntegerModel, sml: SML, contract: InputContract, out_dir: str | Path, meta: dict
+) -> DeliveredModel:
     """Write model.safetensors, model.pt, model.plmd and meta.json; returns the module."""
     from safetensors.torch import save_file
 
-    from miner.integer_model import encode_model
-
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    module = DeliveredModel.from_integer_model(model, sml)
+    module = DeliveredModel.from_integer_model(model, sml, contract)
     state = {name: tensor.contiguous() for name, tensor in module.state_dict().items()}
     spec_json = model_spec_canonical_bytes(model.spec).decode("ascii")
     full_meta = {
         "format": FORMAT,
         **meta,
         "architecture": model_spec_to_obj(model.spec),
-        "model_spec": "0x" + model_spec_digest(model.spec).hex(),
+        "model_spec": encode_hex(model_spec_digest(model.spec)),
         "weight_widths": list(model.weight_widths),
-        "input": f"raw features: (n, {module.input_dim}) integers 0..255",
-        "sml": {"shape": list(sml.matrix.shape), "matrix_digest": "0x" + sml.matrix_digest().hex()},
+        "input": contract.to_obj(),
+        "sml": {"shape": list(sml.matrix.shape), "matrix_digest": encode_hex(sml.matrix_digest())},
         "files": [SAFETENSORS_FILE, TORCH_FILE, BLOB_FILE, META_FILE],
     }
     save_file(state, str(out / SAFETENSORS_FILE), metadata={"format": FORMAT, "spec": spec_json})
@@ -303,7 +336,8 @@ def load_delivered_model(out_dir: str | Path, *, prefer: str = "safetensors") ->
     if meta.get("format") != FORMAT:
         raise ModelDeliveryError(f"{out / META_FILE}: unknown format {meta.get('format')!r}")
     spec = model_spec_from_json(json.dumps(meta["architecture"]))
-    module = DeliveredModel(spec, tuple(meta.get("weight_widths", ())))
+    contract = InputContract.from_obj(meta["input"])
+    module = DeliveredModel(spec, contract, tuple(meta.get("weight_widths", ())))
     if prefer == "pt":
         state = torch.load(out / TORCH_FILE, weights_only=True)
     else:
@@ -326,28 +360,94 @@ class Delivery:
     meta: dict
     module: DeliveredModel
 
+    @property
+    def warning(self) -> Optional[str]:
+        """None if the claimed test accuracy was re-checked; otherwise what a person must read."""
+        if self.meta["test_accuracy_checked"]:
+            return None
+        return (
+            f"WARNING: the claimed test accuracy {self.meta['test_bps'] / 100:.2f} % was NOT "
+            f"checked: {self.meta['test_accuracy_unchecked_reason']}"
+        )
 
-def fetch_model(client: PoLeClient, w3: Web3, task_id: int, out_dir: str | Path) -> Delivery:
-    """Fetch, check and export the winning model of settled task `task_id` into `out_dir`."""
-    from pole_chain.clients.data_node import DataNodeError, get_task
 
-    try:
-        task = get_task(client, task_id)
-    except DataNodeError as error:
-        raise ModelDeliveryError(str(error)) from None
-    if task.status != "settled" or task.result is None:
-        raise ModelDeliveryError(f"task {task_id} is {task.status}, not settled: there is no winning model")
-    result = task.result
+def fetch_model(
+    w3: Web3,
+    task_id: int,
+    out_dir: str | Path,
+    *,
+    allow_unchecked: bool = False,
+) -> Delivery:
+    """Fetch, check and export the winning model of settled task `task_id` into `out_dir`.
+
+    Refuses (ModelDeliveryError) when the claimed test accuracy cannot be re-checked, unless
+    `allow_unchecked`; then meta.json records "test_accuracy_checked": false and the reason.
+    """
+    attach_pole(w3)
+    task, result = _settled_task(w3, task_id)
     block = w3.eth.get_block(result.block_number)
     parent_hash = bytes(block["parentHash"])
     if bytes(block["mixHash"]) != result.model_commitment:
         raise ModelDeliveryError(
             f"block #{result.block_number} does not carry task {task_id}'s model commitment"
         )
+    blob, model = _committed_model(w3, task, result, parent_hash)
+    sml = sml_for(parent_hash, result.winner, model.spec.input_dim // SML_EXPANSION)
+    contract = InputContract.of_dataset(_training_set(w3, task))
+    test_set, unchecked_reason = _released_test_set(
+        w3, task_id, parent_hash, result.release_digest_prefix
+    )
+    if test_set is None and not allow_unchecked:
+        raise ModelDeliveryError(
+            f"cannot check the claimed test accuracy of task {task_id}: {unchecked_reason}; "
+            "refusing to deliver an unchecked model (`pole model get --allow-unchecked` writes it "
+            "anyway, marked unchecked)"
+        )
+    module = DeliveredModel.from_integer_model(model, sml, contract)
+    checked = None if test_set is None else _check_test_accuracy(module, model, sml, test_set, result)
+    meta = {
+        "task_id": task_id,
+        "chain_id": w3.eth.chain_id,
+        "winner": to_checksum_address(result.winner),
+        "model_commitment": encode_hex(result.model_commitment),
+        "model_blob_digest": encode_hex(keccak(blob)),
+        "block_number": result.block_number,
+        "block_hash": encode_hex(bytes(block["hash"])),
+        "parent_hash": encode_hex(parent_hash),
+        "sml_seed": encode_hex(sml_seed(parent_hash, result.winner)),
+        "train_bps": result.train_bps,
+        "test_bps": result.test_bps,
+        "reward_wei": str(task.reward),
+        "test_accuracy_checked": checked is not None,
+        "checked_test_bps": checked,
+        "test_accuracy_unchecked_reason": unchecked_reason,
+    }
+    module = export_model(model, sml, contract, out_dir, meta)
+    return Delivery(Path(out_dir).expanduser(), meta, module)
 
-    blob = client.get_model(result.model_commitment)
+
+def _settled_task(w3: Web3, task_id: int) -> tuple[Task, TaskResult]:
+    from pole_chain.clients.data_node import DataNodeError, get_task
+
+    try:
+        task = get_task(w3, task_id)
+    except DataNodeError as error:
+        raise ModelDeliveryError(str(error)) from None
+    if task.status != TaskStatus.SETTLED or task.result is None:
+        raise ModelDeliveryError(
+            f"task {task_id} is {task.status.label}, not settled: there is no winning model"
+        )
+    return task, task.result
+
+
+def _committed_model(
+    w3: Web3, task: Task, result: TaskResult, parent_hash: bytes
+) -> tuple[bytes, IntegerModel]:
+    blob = w3.pole.get_model(result.model_commitment)
     if blob is None:
-        raise ModelDeliveryError(f"the node has no model for commitment 0x{result.model_commitment.hex()}")
+        raise ModelDeliveryError(
+            f"the node has no model for commitment {encode_hex(result.model_commitment)}"
+        )
     # The check that makes delivery trustless: these are the bytes the block committed to.
     if commitment_for(blob, result.winner, parent_hash) != result.model_commitment:
         raise ModelDeliveryError(
@@ -358,52 +458,63 @@ def fetch_model(client: PoLeClient, w3: Web3, task_id: int, out_dir: str | Path)
         check_model_matches_task(model, task.model_spec)
     except ModelFormatError as error:
         raise ModelDeliveryError(f"committed model rejected: {error}") from None
-    d = model.spec.input_dim // SML_EXPANSION
-    sml = sml_for(parent_hash, result.winner, d)
+    return blob, model
 
-    test_set = _released_test_set(client, task_id, parent_hash, result.release_digest_prefix)
-    meta = {
-        "task_id": task_id,
-        "chain_id": w3.eth.chain_id,
-        "winner": to_checksum_address(result.winner),
-        "model_commitment": "0x" + result.model_commitment.hex(),
-        "model_blob_digest": "0x" + keccak(blob).hex(),
-        "block_number": result.block_number,
-        "block_hash": "0x" + bytes(block["hash"]).hex(),
-        "parent_hash": "0x" + parent_hash.hex(),
-        "sml_seed": "0x" + sml_seed(parent_hash, result.winner).hex(),
-        "train_bps": result.train_bps,
-        "test_bps": result.test_bps,
-        "reward_wei": str(task.reward),
-        "checked_test_bps": None,
-    }
-    if test_set is not None:
-        # The delivered module must reproduce the consensus evaluation it was paid for.
-        checked = DeliveredModel.from_integer_model(model, sml).accuracy_bps(test_set)
-        consensus = evaluate_integer_model(model, sml, test_set)
-        if checked != result.test_bps or consensus != result.test_bps:
-            raise ModelDeliveryError(
-                f"claimed test accuracy {result.test_bps} bps, but the model scores {consensus} "
-                f"bps (exported module: {checked} bps) on the released test set"
-            )
-        meta["checked_test_bps"] = checked
-    module = export_model(model, sml, out_dir, meta)
-    return Delivery(Path(out_dir).expanduser(), meta, module)
+
+def _training_set(w3: Web3, task: Task) -> Dataset:
+    """The task's training set by its on-chain digest: where the input contract comes from."""
+    digest = encode_hex(task.dataset_digest)
+    try:
+        blob = w3.pole.get_blob(task.dataset_digest)
+    except Web3RPCError as error:
+        raise ModelDeliveryError(
+            f"the node does not serve the task's training set {digest} ({error_message(error)}): "
+            "without it the model's input contract (the data node's quantisation) is unknown"
+        ) from None
+    if keccak(blob) != task.dataset_digest:
+        raise ModelDeliveryError(f"the node served a training set that does not hash to {digest}")
+    try:
+        return decode_dataset(blob)
+    except DatasetFormatError as error:
+        raise ModelDeliveryError(f"the task's training set {digest} is malformed: {error}") from None
+
+
+def _check_test_accuracy(
+    module: DeliveredModel, model: IntegerModel, sml: SML, test_set: Dataset, result: TaskResult
+) -> int:
+    """The delivered module must reproduce the consensus evaluation it was paid for."""
+    checked = module.dataset_accuracy_bps(test_set)
+    consensus = evaluate_integer_model(model, sml, test_set)
+    if checked != result.test_bps or consensus != result.test_bps:
+        raise ModelDeliveryError(
+            f"claimed test accuracy {result.test_bps} bps, but the model scores {consensus} "
+            f"bps (exported module: {checked} bps) on the released test set"
+        )
+    return checked
 
 
 def _released_test_set(
-    client: PoLeClient, task_id: int, parent_hash: bytes, digest_prefix: bytes
-) -> Optional[Dataset]:
-    """The test set the winning block was evaluated on, if the node still serves it: from
-    the release for (task, parent) whose digest the block's seal (and the result) carries."""
+    w3: Web3, task_id: int, parent_hash: bytes, digest_prefix: bytes
+) -> tuple[Optional[Dataset], Optional[str]]:
+    """(the test set the winning block was evaluated on, None) from the release for (task,
+    parent) whose digest the block's seal (and the result) carries; or (None, why not)."""
     try:
-        raw = client.get_release(task_id, parent_hash)
+        raw = w3.pole.get_release(task_id, parent_hash)
         if raw is None:
-            return None
+            return None, (
+                f"the node has no release for task {task_id} at parent {encode_hex(parent_hash)}"
+            )
         release = Release.decode(raw)
         if release.digest[: len(digest_prefix)] != digest_prefix:
-            return None
-        test_set = decode_dataset(client.get_blob(release.test_set_digest))
-    except (NodeError, DatasetFormatError, ValueError):
-        return None
-    return test_set if keccak(encode_dataset(test_set)) == release.test_set_digest else None
+            return None, "the release the node serves is not the one the winning block answered"
+        blob = w3.pole.get_blob(release.test_set_digest)
+    except Web3RPCError as error:
+        return None, f"the node did not serve the released test set ({error_message(error)})"
+    except MessageError as error:
+        return None, f"the node served a malformed release ({error})"
+    if keccak(blob) != release.test_set_digest:
+        return None, "the test set the node served does not hash to the release's digest"
+    try:
+        return decode_dataset(blob), None
+    except DatasetFormatError as error:
+        return None, f"the released test set is malformed ({error})"

@@ -157,24 +157,36 @@ def start_node(children: Children, datadir: Path, *extra: str) -> tuple[Child, s
 # --------------------------------------------------------------------------------------
 
 
+def block_seal(block):
+    """The block's seal, read through vm_hooks.seal's header mapping; None if it has none."""
+    from vm_hooks.seal import SealError, read_block_seal
+
+    if block["number"] == 0:
+        return None
+    try:
+        return read_block_seal(block)
+    except SealError:
+        return None
+
+
 def block_kind(block) -> str:
-    extra = bytes(block["extraData"])
-    if len(extra) < 4 or extra[:2] != b"PL":
+    sealed = block_seal(block)
+    if sealed is None:
         return "genesis" if block["number"] == 0 else "?"
-    return {1: "PoLe", 2: "idle", 3: "dev"}.get(extra[3], "?")
+    return {"POLE": "PoLe", "IDLE": "idle", "DEV": "dev"}[sealed.kind.name]
 
 
 def describe_block(block) -> str:
     kind = block_kind(block)
-    extra = bytes(block["extraData"])
+    sealed = block_seal(block)
     text = f"#{block['number']:<3} {kind:<5} 0x{bytes(block['hash']).hex()[:12]}…"
     if kind == "idle":
-        text += f"  work {_idle_work(block):>7}"
+        text += f"  work {sealed.idle_work:>7}"
     elif kind == "PoLe":
-        train, test = int.from_bytes(extra[4:6], "big"), int.from_bytes(extra[6:8], "big")
         text += (
-            f"  task {int.from_bytes(bytes(block['nonce']), 'big')}, miner {short_address(block['miner'])}, "
-            f"train {train / 100:.2f} %, test {test / 100:.2f} % (score {block['difficulty']})"
+            f"  task {sealed.task_id}, miner {short_address(sealed.miner)}, "
+            f"train {sealed.train_bps / 100:.2f} %, test {sealed.test_bps / 100:.2f} % "
+            f"(score {sealed.score})"
         )
     return text + f"  {len(block['transactions'])} tx"
 
@@ -267,28 +279,29 @@ class BlockWatcher:
 
 
 def _idle_work(block) -> int:
-    return int.from_bytes(bytes(block["extraData"])[4:12], "big")
+    return block_seal(block).idle_work
 
 
 def task_list(w3) -> list[str]:
-    """Every task the registry knows, one line each, read with plain web3 contract calls."""
-    from pole_chain.clients.data_node import format_bps, format_ether, registry_contract
+    """Every task the registry knows, one line each, read through web3's `w3.pole.tasks()`."""
+    from miner.pole_module import attach_pole
+    from pole_chain.clients.data_node import format_bps, format_ether
 
-    registry = registry_contract(w3)
-    count = registry.functions.task_count().call()
-    if count == 0:
+    tasks = attach_pole(w3).pole.tasks()
+    if not tasks:
         return ["  (no tasks)"]
     lines = []
-    for task_id in range(1, count + 1):
-        task = registry.functions.get_task(task_id).call()
-        status = {1: "open", 2: "settled", 3: "expired"}.get(task[10], "?")
+    for task in tasks:
         line = (
-            f"  task {task_id}: {status:<7} reward {format_ether(task[1])}, min train "
-            f"{format_bps(task[5])}, time limit {task[6]} s, {task[7]} solutions wanted"
+            f"  task {task.task_id}: {task.status.label:<7} reward {format_ether(task.reward)}, "
+            f"min train {format_bps(task.min_train_bps)}, time limit {task.time_limit} s, "
+            f"{task.solutions_wanted} solutions wanted"
         )
-        if status == "settled":
-            result = registry.functions.get_result(task_id).call()
-            line += f"; won by {short_address(result[0])}, test {format_bps(result[3])}"
+        if task.result is not None:
+            line += (
+                f"; won by {short_address(task.result.winner)}, "
+                f"test {format_bps(task.result.test_bps)}"
+            )
         lines.append(line)
     return lines
 
@@ -345,7 +358,7 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     from miner.integer_eval import evaluate_integer_model
     from miner.integer_model import decode_model
     from miner.sml import SML_EXPANSION, sml_for
-    from miner.node_client import PoLeClient
+    from miner.pole_module import attach_pole
     from pole_chain.clients.data_node import (
         format_bps,
         format_ether,
@@ -366,7 +379,7 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     _phase(say, started, "1. Starting a PoLe node (full mode, proof-of-work idle blocks)")
     node, url = start_node(children, root / "chain", "--mine-idle")
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
-    client = PoLeClient(w3)
+    attach_pole(w3)
     say(f"  node listening on {url}, chain id {w3.eth.chain_id:#x}")
     say("  no task is open, so the node seals idle blocks (a light proof of work):")
     watcher = BlockWatcher(w3, say)
@@ -405,7 +418,7 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
         w3, poster,
         dataset="digits", model="mlp", reward_wei=config.reward_wei,
         min_train_bps=config.accuracy_bps, time_limit_s=config.time_limit_s,
-        solutions_wanted=config.miners, seed=0, workdir=workdir, client=client,
+        solutions_wanted=config.miners, seed=0, workdir=workdir,
     )
     test_set = load_test_set(workdir, task_id)
     say(
@@ -421,7 +434,7 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     _phase(say, started, "5. Miners train and announce; the data node releases (auto mode)")
     outcome = release(
         w3, poster, task_id, workdir, wait_for=config.miners, timeout_s=config.time_limit_s / 2,
-        client=client, progress=lambda line: say("  " + line),
+        progress=lambda line: say("  " + line),
     )
     say(
         f"  released the test set to {len(outcome.admitted)} solution(s), parent "
@@ -432,7 +445,7 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     while any(m.alive() for m in miners) and time.monotonic() < deadline:
         watcher.show_new()
         time.sleep(0.2)
-    task = _wait_settled(client, task_id, deadline)
+    task = _wait_settled(w3, task_id, deadline)
     watcher.show_new()
     watcher.flush()
     result = task.result
@@ -441,7 +454,7 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     _phase(say, started, "6. Competing solutions (each revealed model evaluated on the released test set)")
     rows = []
     for announcement in outcome.admitted:
-        blob = client.get_model(announcement.model_commitment)
+        blob = w3.pole.get_model(announcement.model_commitment)
         test_bps = None
         if blob is not None:
             model = decode_model(blob)
@@ -488,12 +501,12 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     # 7. delivery -----------------------------------------------------------------------
     _phase(say, started, "7. pole model get: fetch, check and use the winning model")
     out_dir = root / "model"
-    delivery = fetch_model(client, w3, task_id, out_dir)
+    delivery = fetch_model(w3, task_id, out_dir)
     say(f"  model blob checked against commitment 0x{result.model_commitment.hex()[:12]}…; wrote "
         + ", ".join(sorted(p.name for p in out_dir.iterdir())))
     module = load_delivered_model(out_dir)
-    predictions = module.predict(test_set.features)
-    correct = int((predictions == test_set.labels).sum())
+    raw, labels = held_out_source_rows(workdir, task_id)  # load_digits() values 0..16
+    correct = int((module.predict(raw) == labels).sum())
     delivered_bps = correct * 10000 // test_set.n
     say(
         f"  delivered torch module on the raw held-out data: {correct}/{test_set.n} correct = "
@@ -517,12 +530,26 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
     }
 
 
-def _wait_settled(client, task_id: int, deadline: float):
+def held_out_source_rows(workdir: Path, task_id: int):
+    """(X, y): the rows of a built-in dataset's scikit-learn arrays, raw as a user holds them,
+    that the data node's split put in task `task_id`'s secret test set."""
+    from miner.datasets import load_builtin_source, split_indices
+    from pole_chain.clients.data_node import load_local_task
+
+    record = load_local_task(workdir, task_id).record
+    raw, labels = load_builtin_source(record["dataset"])
+    rows, _ = split_indices(len(labels), record["test_fraction"], record["split_seed"])
+    return raw[rows], labels[rows]
+
+
+def _wait_settled(w3, task_id: int, deadline: float):
+    from vm_hooks.task import TaskStatus
+
     while True:
-        task = client.task(task_id)
-        if task.status == "settled":
+        task = w3.pole.get_task(task_id)
+        if task.status is TaskStatus.SETTLED:
             return task
-        if task.status == "expired":
+        if task.status is TaskStatus.EXPIRED:
             raise DemoError(f"task {task_id} expired without a winning block")
         if time.monotonic() > deadline:
             raise DemoError(f"task {task_id} was not settled in time")

@@ -4,6 +4,11 @@ Announcements are gossip: kept in memory, per (task, parent). Releases and revea
 are what blocks are checked against, so they are stored: their bytes in the blob store
 (content-addressed) and their lookups (release digest prefix -> release, commitment ->
 model blob) in the chain database, so a restarted node can still verify and serve them.
+
+A stored release keeps (blob store budget) everything a PoLe block answering it refers to:
+the release, its test set, the task's dataset and model spec, and the models it admits. A
+block is valid only if such a release admits its commitment, so the blobs of every accepted
+PoLe block are kept this way.
 """
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ from collections import OrderedDict
 from typing import Dict, List, Optional
 
 from eth.abc import AtomicDatabaseAPI
+from eth_utils import encode_hex
 
 from miner.messages import Release, SolutionAnnouncement, commitment_for
-from vm_hooks.registry_calls import Task
+from vm_hooks.task import Task
 from vm_hooks.seal import RELEASE_DIGEST_PREFIX_SIZE
 
 from pole_chain.node.blob_store import BlobNotFound, BlobStore
@@ -23,7 +29,8 @@ from vm_hooks.params import CHAIN_ID
 _RELEASE_KEY = b"pole:release-prefix:"
 _MODEL_KEY = b"pole:model-commitment:"
 _RELEASE_FOR_KEY = b"pole:release-for:"
-_RELEASED_TASK_KEY = b"pole:released-task:"
+_RELEASED_TEST_SET_KEY = b"pole:released-test-set:"
+_ADMITTED_KEY = b"pole:admitted-commitment:"
 #: Heights whose announcements are kept in memory; older ones are dropped (they are gossip:
 #: only the release, which is stored, matters once a height is over).
 MAX_ANNOUNCED_HEIGHTS = 256
@@ -93,16 +100,18 @@ class SolutionBook:
             raise SolutionRejected(f"release for task {release.task_id}, which is not open there")
         if release.poster != task.poster:
             raise SolutionRejected(
-                f"release signed by 0x{release.poster.hex()}, not by the task's poster "
-                f"0x{task.poster.hex()}"
+                f"release signed by {encode_hex(release.poster)}, not by the task's poster "
+                f"{encode_hex(task.poster)}"
             )
         if release.test_set_digest != task.test_set_commitment:
             raise SolutionRejected("release test set does not match the task's commitment")
         if not self.blobs.has(release.test_set_digest):
             raise SolutionRejected(
-                f"test set {release.test_set_digest.hex()} must be uploaded before the release"
+                f"test set {encode_hex(release.test_set_digest)} must be uploaded before the release"
             )
+        self._keep_release_blobs(release, task)  # before the next upload can expire them
         digest = self.blobs.put(release.encode())
+        self.blobs.keep(digest)
         prefix_key = _RELEASE_KEY + digest[:RELEASE_DIGEST_PREFIX_SIZE]
         height_key = _RELEASE_FOR_KEY + _height_key(release.task_id, release.parent_hash)
         if self._db.get(prefix_key) == digest:
@@ -115,12 +124,23 @@ class SolutionBook:
             batch[prefix_key] = digest
             if height_key not in batch:
                 batch[height_key] = digest
-            batch[_RELEASED_TASK_KEY + release.task_id.to_bytes(8, "big")] = digest
+            batch[_RELEASED_TEST_SET_KEY + release.test_set_digest] = digest
+            for commitment in release.admitted:
+                batch[_ADMITTED_KEY + commitment] = digest
         return True
 
-    def is_released(self, task_id: int) -> bool:
-        """Whether the poster released ``task_id`` at any parent (its test set is public)."""
-        return self._db.get(_RELEASED_TASK_KEY + task_id.to_bytes(8, "big")) is not None
+    def _keep_release_blobs(self, release: Release, task: Task) -> None:
+        """Keep what a block answering `release` refers to (models revealed so far too)."""
+        for kept in (release.test_set_digest, task.dataset_digest, task.model_spec):
+            self.blobs.keep(kept)
+        for commitment in release.admitted:
+            model_digest = self._db.get(_MODEL_KEY + commitment)
+            if model_digest is not None:  # revealed before this node saw the release
+                self.blobs.keep(model_digest)
+
+    def is_test_set_released(self, test_set_digest: bytes) -> bool:
+        """Whether any task with this test-set commitment was released (the set is public)."""
+        return self._db.get(_RELEASED_TEST_SET_KEY + bytes(test_set_digest)) is not None
 
     def _release_at(self, key: bytes) -> Optional[Release]:
         digest = self._db.get(key)
@@ -141,6 +161,8 @@ class SolutionBook:
         commitment = commitment_for(model_blob, coinbase, parent_hash)
         digest = self.blobs.put(model_blob)
         self._db[_MODEL_KEY + commitment] = digest
+        if self._db.get(_ADMITTED_KEY + commitment) is not None:
+            self.blobs.keep(digest)  # a stored release admits it: a block may cite it
         return commitment
 
     def model_for(self, commitment: bytes) -> Optional[bytes]:

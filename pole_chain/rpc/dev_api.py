@@ -48,7 +48,7 @@ def _refused(exc: Exception) -> RpcError:
 def evm_mine(ctx: RpcContext, options: tuple[int, int | None]) -> str:
     blocks, timestamp = options
     try:
-        ctx.node.mine_dev_blocks(blocks, timestamp)
+        ctx.node.dev_controls.mine(blocks, timestamp)
     except ValueError as exc:
         raise _refused(exc) from exc
     return "0x0"
@@ -56,23 +56,23 @@ def evm_mine(ctx: RpcContext, options: tuple[int, int | None]) -> str:
 
 @METHODS.method("evm_snapshot", dev_only=True)
 def evm_snapshot(ctx: RpcContext) -> str:
-    return fmt.hex_int(ctx.node.snapshot())
+    return fmt.hex_int(ctx.node.dev_controls.snapshot())
 
 
 @METHODS.method("evm_revert", Param("snapshotId", fmt.quantity), dev_only=True)
 def evm_revert(ctx: RpcContext, snapshot_id: int) -> bool:
-    return ctx.node.revert(snapshot_id)
+    return ctx.node.dev_controls.revert(snapshot_id)
 
 
 @METHODS.method("evm_increaseTime", Param("seconds", fmt.quantity), dev_only=True)
 def evm_increase_time(ctx: RpcContext, seconds: int) -> int:
-    return ctx.node.increase_time(seconds)
+    return ctx.node.dev_controls.increase_time(seconds)
 
 
 @METHODS.method("evm_setNextBlockTimestamp", Param("timestamp", fmt.quantity), dev_only=True)
 def evm_set_next_block_timestamp(ctx: RpcContext, timestamp: int) -> None:
     try:
-        ctx.node.set_next_block_timestamp(timestamp)
+        ctx.node.dev_controls.set_next_block_timestamp(timestamp)
     except ValueError as exc:
         raise RpcError(INVALID_PARAMS, f"invalid params: parameter 0 (timestamp): {exc}") from exc
     return None
@@ -80,5 +80,5 @@ def evm_set_next_block_timestamp(ctx: RpcContext, timestamp: int) -> None:
 
 @METHODS.method("evm_setAutomine", Param("enabled", fmt.boolean), dev_only=True)
 def evm_set_automine(ctx: RpcContext, enabled: bool) -> bool:
-    ctx.node.set_automine(enabled)
+    ctx.node.dev_controls.set_automine(enabled)
     return True

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import rlp
 from eth.constants import ZERO_ADDRESS
 from eth.abc import BlockHeaderAPI, ComputationAPI, SignedTransactionAPI, StateAPI
-from eth.exceptions import HeaderNotFound, Revert, TransactionNotFound
+from eth.exceptions import HeaderNotFound, Revert
 from eth.vm.spoof import SpoofTransaction
 from eth_abi import decode as abi_decode
 from eth_hash.auto import keccak
@@ -75,25 +75,25 @@ CLIENT_VERSION = (
 
 def resolve_header(node: Node, ref: BlockRef) -> BlockHeaderAPI:
     """The header a block identifier names; RpcError if there is none."""
-    chain = node.chain
+    reader = node.reader
     if ref.hash is not None:
         try:
-            header = chain.get_block_header_by_hash(ref.hash)
+            header = reader.header(ref.hash)
         except HeaderNotFound:
             raise RpcError(RESOURCE_NOT_FOUND, f"header not found: {ref.describe()}") from None
-        if ref.require_canonical and not _is_canonical(node, header):
+        if ref.require_canonical and not reader.is_canonical(header):
             raise RpcError(RESOURCE_NOT_FOUND, f"block {ref.describe()} is not canonical")
         return header
     if ref.number is not None:
-        if ref.number > node.head().block_number:  # entries a dev revert abandoned included
+        if ref.number > reader.head().block_number:  # entries a dev revert abandoned included
             raise RpcError(RESOURCE_NOT_FOUND, f"header not found: {ref.describe()}")
         try:
-            return chain.get_canonical_block_header_by_number(ref.number)
+            return reader.canonical_header(ref.number)
         except HeaderNotFound:
             raise RpcError(RESOURCE_NOT_FOUND, f"header not found: {ref.describe()}") from None
     if ref.tag == "earliest":
-        return chain.get_canonical_block_header_by_number(0)
-    return node.head()
+        return reader.canonical_header(0)
+    return reader.head()
 
 
 def _find_header(node: Node, ref: BlockRef) -> BlockHeaderAPI | None:
@@ -103,26 +103,12 @@ def _find_header(node: Node, ref: BlockRef) -> BlockHeaderAPI | None:
         return None
 
 
-def _is_canonical(node: Node, header: BlockHeaderAPI) -> bool:
-    try:
-        return node.chain.get_canonical_block_hash(header.block_number) == header.hash
-    except HeaderNotFound:
-        return False
-
-
-def _total_difficulty(node: Node, header: BlockHeaderAPI) -> int | None:
-    try:
-        return node.chain.get_score(header.hash)
-    except Exception:
-        return None
-
-
 def _format_block(node: Node, header: BlockHeaderAPI | None, full: bool) -> dict | None:
     if header is None:
         return None
-    block = node.chain.get_block_by_header(header)
+    block = node.reader.block(header)
     return fmt.format_block(
-        block, full_transactions=full, total_difficulty=_total_difficulty(node, header)
+        block, full_transactions=full, total_difficulty=node.reader.score(header)
     )
 
 
@@ -130,22 +116,16 @@ def _find_transaction(
     node: Node, tx_hash: bytes
 ) -> tuple[SignedTransactionAPI, BlockHeaderAPI | None, int | None] | None:
     """(tx, header, index) of a mined transaction, (tx, None, None) if pooled, else None."""
-    chain = node.chain
-    try:
-        number, index = chain.chaindb.get_transaction_index(tx_hash)
-        header = chain.get_canonical_block_header_by_number(number)
-        tx = chain.get_canonical_transaction_by_index(number, index)
-        if tx.hash == tx_hash:
-            return tx, header, index
-    except (TransactionNotFound, HeaderNotFound, IndexError, KeyError):
-        pass
+    mined = node.reader.mined_transaction(tx_hash)
+    if mined is not None:
+        return mined
     pooled = node.mempool.get(tx_hash)
     return (pooled, None, None) if pooled is not None else None
 
 
 def _receipts_of_block(node: Node, header: BlockHeaderAPI) -> list[dict[str, Any]]:
-    block = node.chain.get_block_by_header(header)
-    receipts = block.get_receipts(node.chain.chaindb)
+    block = node.reader.block(header)
+    receipts = node.reader.receipts(block)
     formatted = []
     previous_gas = 0
     log_index = 0
@@ -175,15 +155,15 @@ def _execution_state(
 ) -> tuple[Any, StateAPI]:
     """A throw-away VM and state after `ref`'s block; base fee 0 so unpriced calls run."""
     if ref.tag == "pending":
-        head = node.head()
-        header = node.chain.create_header_from_parent(
-            head, timestamp=node.next_timestamp(head), coinbase=node.coinbase
+        head = node.reader.head()
+        header = node.reader.pending_header(
+            head, timestamp=node.clock.next_timestamp(head), coinbase=node.coinbase
         )
     else:
         header = resolve_header(node, ref)
     if getattr(header, "base_fee_per_gas", None):
         header = header.copy(base_fee_per_gas=0)
-    vm = node.chain.get_vm(header)
+    vm = node.reader.vm_at(header)
     state = vm.state
     for account, override in (overrides or {}).items():
         if override.balance is not None:
@@ -353,18 +333,18 @@ def estimate_gas(
 def suggested_priority_fee(node: Node) -> int:
     """The 60th percentile of effective tips over the last 20 blocks (1 gwei when idle)."""
     with node.lock:
-        head = node.head()
+        head = node.reader.head()
         tips = []
         header = head
         for _ in range(TIP_SAMPLE_BLOCKS):
-            block = node.chain.get_block_by_header(header)
+            block = node.reader.block(header)
             base_fee = getattr(header, "base_fee_per_gas", 0) or 0
             tips.extend(
                 fmt.effective_gas_price(tx, base_fee) - base_fee for tx in block.transactions
             )
             if header.block_number == 0:
                 break
-            header = node.chain.get_block_header_by_hash(header.parent_hash)
+            header = node.reader.header(header.parent_hash)
     if not tips:
         return DEFAULT_PRIORITY_FEE
     tips.sort()
@@ -372,11 +352,11 @@ def suggested_priority_fee(node: Node) -> int:
 
 
 def _rewards(node: Node, header: BlockHeaderAPI, percentiles: list[float]) -> list[int]:
-    block = node.chain.get_block_by_header(header)
+    block = node.reader.block(header)
     if not block.transactions:
         return [0] * len(percentiles)
     base_fee = getattr(header, "base_fee_per_gas", 0) or 0
-    receipts = block.get_receipts(node.chain.chaindb)
+    receipts = node.reader.receipts(block)
     used, previous = [], 0
     for receipt in receipts:
         used.append(receipt.gas_used - previous)
@@ -406,9 +386,9 @@ def fee_history(
             return {"oldestBlock": "0x0", "baseFeePerGas": [], "gasUsedRatio": []}
         headers = [newest_header]
         while len(headers) < count:
-            headers.append(node.chain.get_block_header_by_hash(headers[-1].parent_hash))
+            headers.append(node.reader.header(headers[-1].parent_hash))
         headers.reverse()
-        next_header = node.chain.create_header_from_parent(newest_header)
+        next_header = node.reader.child_header(newest_header)
         history: dict[str, Any] = {
             "oldestBlock": fmt.hex_int(headers[0].block_number),
             "baseFeePerGas": [
@@ -439,7 +419,7 @@ def send_transaction(node: Node, request: TransactionRequest) -> bytes:
         raise RpcError(
             INVALID_PARAMS, 'invalid params: parameter 0 (transaction): "from" is required'
         )
-    signer = node.signer_for(request.sender)
+    signer = node.transactions.signer_for(request.sender)
     if signer is None:
         raise RpcError(
             SERVER_ERROR,
@@ -456,7 +436,7 @@ def send_transaction(node: Node, request: TransactionRequest) -> bytes:
             "chainId": node.chain_id,
             "nonce": request.nonce
             if request.nonce is not None
-            else node.pending_nonce(request.sender),
+            else node.transactions.pending_nonce(request.sender),
             "value": request.value,
             "data": request.data,
         }
@@ -476,7 +456,7 @@ def send_transaction(node: Node, request: TransactionRequest) -> bytes:
                 tip = suggested_priority_fee(node)
             fee_cap = request.max_fee_per_gas
             if fee_cap is None:
-                fee_cap = 2 * node.next_base_fee() + tip
+                fee_cap = 2 * node.reader.next_base_fee() + tip
             fields.update(type=2, maxPriorityFeePerGas=min(tip, fee_cap), maxFeePerGas=fee_cap)
         else:
             fields["gasPrice"] = request.gas_price
@@ -493,7 +473,7 @@ def send_transaction(node: Node, request: TransactionRequest) -> bytes:
 
 def submit(node: Node, raw: bytes) -> bytes:
     try:
-        return node.submit_raw_transaction(raw)
+        return node.transactions.submit(raw)
     except TransactionRejected as exc:
         raise RpcError(SERVER_ERROR, str(exc)) from exc
 
@@ -573,37 +553,37 @@ def eth_accounts(ctx: RpcContext) -> list[str]:
 @METHODS.method("eth_blockNumber")
 def eth_block_number(ctx: RpcContext) -> str:
     with ctx.node.lock:
-        return fmt.hex_int(ctx.node.head().block_number)
+        return fmt.hex_int(ctx.node.reader.head().block_number)
 
 
 @METHODS.method("eth_getBalance", ADDRESS, BLOCK)
 def eth_get_balance(ctx: RpcContext, address: Address, block: BlockRef) -> str:
     node = ctx.node
     with node.lock:
-        return fmt.hex_int(node.state_at(resolve_header(node, block)).get_balance(address))
+        return fmt.hex_int(node.reader.state_at(resolve_header(node, block)).get_balance(address))
 
 
 @METHODS.method("eth_getTransactionCount", ADDRESS, BLOCK)
 def eth_get_transaction_count(ctx: RpcContext, address: Address, block: BlockRef) -> str:
     node = ctx.node
     if block.tag == "pending":
-        return fmt.hex_int(node.pending_nonce(address))
+        return fmt.hex_int(node.transactions.pending_nonce(address))
     with node.lock:
-        return fmt.hex_int(node.state_at(resolve_header(node, block)).get_nonce(address))
+        return fmt.hex_int(node.reader.state_at(resolve_header(node, block)).get_nonce(address))
 
 
 @METHODS.method("eth_getCode", ADDRESS, BLOCK)
 def eth_get_code(ctx: RpcContext, address: Address, block: BlockRef) -> str:
     node = ctx.node
     with node.lock:
-        return fmt.hex_data(node.state_at(resolve_header(node, block)).get_code(address))
+        return fmt.hex_data(node.reader.state_at(resolve_header(node, block)).get_code(address))
 
 
 @METHODS.method("eth_getStorageAt", ADDRESS, Param("slot", fmt.quantity), BLOCK)
 def eth_get_storage_at(ctx: RpcContext, address: Address, slot: int, block: BlockRef) -> str:
     node = ctx.node
     with node.lock:
-        state = node.state_at(resolve_header(node, block))
+        state = node.reader.state_at(resolve_header(node, block))
         return fmt.hex_word(state.get_storage(address, slot))
 
 
@@ -611,7 +591,7 @@ def eth_get_storage_at(ctx: RpcContext, address: Address, slot: int, block: Bloc
 def eth_gas_price(ctx: RpcContext) -> str:
     node = ctx.node
     with node.lock:
-        return fmt.hex_int(node.next_base_fee() + suggested_priority_fee(node))
+        return fmt.hex_int(node.reader.next_base_fee() + suggested_priority_fee(node))
 
 
 @METHODS.method("eth_maxPriorityFeePerGas")
@@ -623,7 +603,7 @@ def eth_max_priority_fee_per_gas(ctx: RpcContext) -> str:
 def eth_blob_base_fee(ctx: RpcContext) -> str:
     node = ctx.node
     with node.lock:
-        return fmt.hex_int(fmt.blob_base_fee(node.child_header()))
+        return fmt.hex_int(fmt.blob_base_fee(node.reader.child_header()))
 
 
 @METHODS.method(
@@ -689,8 +669,8 @@ def eth_get_transaction_receipt(ctx: RpcContext, tx_hash: bytes) -> dict | None:
         if found is None or found[1] is None:
             return None
         _, header, index = found
-        block = node.chain.get_block_by_header(header)
-        receipts = block.get_receipts(node.chain.chaindb)
+        block = node.reader.block(header)
+        receipts = node.reader.receipts(block)
         return fmt.format_receipt(
             block.transactions[index],
             receipts[index],
@@ -728,7 +708,7 @@ def debug_get_raw_block(ctx: RpcContext, block: BlockRef) -> str:
     """The RLP encoding of a block (geth's method), as pole_submitBlock takes it."""
     node = ctx.node
     with node.lock:
-        return fmt.hex_data(rlp.encode(node.chain.get_block_by_header(resolve_header(node, block))))
+        return fmt.hex_data(rlp.encode(node.reader.block(resolve_header(node, block))))
 
 
 def _transaction_count(node: Node, ref: BlockRef) -> str | None:
@@ -736,7 +716,7 @@ def _transaction_count(node: Node, ref: BlockRef) -> str | None:
         header = _find_header(node, ref)
         if header is None:
             return None
-        return fmt.hex_int(len(node.chain.get_block_by_header(header).transactions))
+        return fmt.hex_int(len(node.reader.block(header).transactions))
 
 
 @METHODS.method("eth_getBlockTransactionCountByNumber", BLOCK_NUMBER)
@@ -767,7 +747,7 @@ def _transaction_at(node: Node, ref: BlockRef, index: int) -> dict | None:
         header = _find_header(node, ref)
         if header is None:
             return None
-        transactions = node.chain.get_block_by_header(header).transactions
+        transactions = node.reader.block(header).transactions
         if index >= len(transactions):
             return None
         return fmt.format_transaction(transactions[index], header, index)

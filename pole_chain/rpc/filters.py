@@ -51,7 +51,7 @@ def block_logs(node: Node, block: BlockAPI, criteria: LogFilter) -> list[dict[st
         return []
     matched = []
     log_index = 0
-    receipts = block.get_receipts(node.chain.chaindb)
+    receipts = node.reader.receipts(block)
     for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts)):
         for log in receipt.logs:
             topics = [topic_bytes(topic) for topic in log.topics]
@@ -71,22 +71,22 @@ def block_number_of(node: Node, ref: BlockRef) -> int:
         return ref.number
     if ref.tag == "earliest":
         return 0
-    return node.head().block_number
+    return node.reader.head().block_number
 
 
 def query_logs(node: Node, criteria: LogFilter) -> list[dict[str, Any]]:
     """eth_getLogs: matching logs of one block (blockHash) or of a range of canonical blocks."""
     with node.lock:
-        chain = node.chain
+        reader = node.reader
         if criteria.block_hash is not None:
             try:
-                header = chain.get_block_header_by_hash(criteria.block_hash)
+                header = reader.header(criteria.block_hash)
             except HeaderNotFound:
                 raise RpcError(
                     RESOURCE_NOT_FOUND, f"unknown block 0x{criteria.block_hash.hex()}"
                 ) from None
-            return block_logs(node, chain.get_block_by_header(header), criteria)
-        head_number = node.head().block_number
+            return block_logs(node, reader.block(header), criteria)
+        head_number = reader.head().block_number
         first = block_number_of(node, criteria.from_block)
         last = min(block_number_of(node, criteria.to_block), head_number)
         if first > head_number:
@@ -102,10 +102,10 @@ def query_logs(node: Node, criteria: LogFilter) -> list[dict[str, Any]]:
             )
         logs: list[dict[str, Any]] = []
         for number in range(first, last + 1):
-            header = chain.get_canonical_block_header_by_number(number)
+            header = reader.canonical_header(number)
             if not _bloom_may_match(BloomFilter(header.bloom), criteria):
                 continue
-            logs.extend(block_logs(node, chain.get_block_by_header(header), criteria))
+            logs.extend(block_logs(node, reader.block(header), criteria))
             if len(logs) > MAX_LOG_RESULTS:
                 raise RpcError(
                     LIMIT_EXCEEDED,
@@ -136,8 +136,8 @@ class FilterStore:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._filters: dict[str, _Filter] = {}
-        node.subscribe_heads(self._on_new_heads)
-        node.subscribe_pending(self._on_pending)
+        node.events.subscribe_heads(self._on_new_heads)
+        node.events.subscribe_pending(self._on_pending)
 
     # -- feeding (called by the node, under node.lock) ---------------------------------
 
@@ -199,17 +199,16 @@ class FilterStore:
             high = criteria.to_block.number
             for block_hash in block_hashes:
                 try:
-                    header: BlockHeaderAPI = node.chain.get_block_header_by_hash(block_hash)
-                    canonical = node.chain.get_canonical_block_hash(header.block_number)
+                    header: BlockHeaderAPI = node.reader.header(block_hash)
                 except HeaderNotFound:
                     continue
-                if canonical != block_hash:
+                if not node.reader.is_canonical(header):
                     continue  # reverted or reorganised away since it was queued
                 if (low is not None and header.block_number < low) or (
                     high is not None and header.block_number > high
                 ):
                     continue
-                logs.extend(block_logs(node, node.chain.get_block_by_header(header), criteria))
+                logs.extend(block_logs(node, node.reader.block(header), criteria))
         return logs
 
     def _get(self, filter_id: str) -> _Filter:

@@ -25,6 +25,7 @@ from eth.vm.forks.prague.constants import (
     MAX_BLOB_GAS_PER_BLOCK,
 )
 from eth_typing import Address, Hash32
+from eth_utils import decode_hex, encode_hex
 
 from pole_chain.rpc.dispatch import InvalidParam
 
@@ -48,7 +49,7 @@ def data(value: Any) -> bytes:
         raise InvalidParam(f"expected 0x-prefixed hex data, got {_describe(value)}")
     if len(value) % 2:
         raise InvalidParam(f"hex data has an odd number of digits: {_describe(value)}")
-    return bytes.fromhex(value[2:])
+    return decode_hex(value)
 
 
 def _fixed_bytes(size: int, what: str) -> Callable[[Any], bytes]:
@@ -57,7 +58,7 @@ def _fixed_bytes(size: int, what: str) -> Callable[[Any], bytes]:
             raise InvalidParam(
                 f"expected {what} (0x and {2 * size} hex digits), got {_describe(value)}"
             )
-        return bytes.fromhex(value[2:])
+        return decode_hex(value)
 
     return parse
 
@@ -131,7 +132,7 @@ class BlockRef:
             return self.tag
         if self.number is not None:
             return f"#{self.number}"
-        return f"0x{self.hash.hex()}" if self.hash else "?"
+        return encode_hex(self.hash) if self.hash else "?"
 
 
 LATEST = BlockRef(tag="latest")
@@ -391,17 +392,17 @@ def hex_int(number: int) -> str:
 
 
 def hex_data(raw: bytes) -> str:
-    return "0x" + bytes(raw).hex()
+    return encode_hex(bytes(raw))
 
 
 def hex_address(raw: bytes | None) -> str | None:
     if raw is None or raw == CREATE_CONTRACT_ADDRESS:
         return None
-    return "0x" + bytes(raw).hex()
+    return encode_hex(bytes(raw))
 
 
 def hex_word(number: int) -> str:
-    return "0x" + number.to_bytes(32, "big").hex()
+    return encode_hex(number.to_bytes(32, "big"))
 
 
 def topic_bytes(topic: int) -> bytes:

@@ -11,10 +11,13 @@ from eth.exceptions import HeaderNotFound
 from eth_utils import to_checksum_address
 
 from miner.messages import MessageError, Release, SolutionAnnouncement
-from pole_chain.node.blob_store import BlobTooLarge
-from pole_chain.node.node import BlockRejected, SealRequest
+from pole_chain.node.blob_store import BlobLimitExceeded
+from pole_chain.node.block_import import BlockRejected
+from pole_chain.node.sealing import SealRequest
 from pole_chain.rpc import formatting as fmt
+from pole_chain.node.block_import import NodeBug
 from pole_chain.rpc.dispatch import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     LIMIT_EXCEEDED,
     RESOURCE_NOT_FOUND,
@@ -25,7 +28,7 @@ from pole_chain.rpc.dispatch import (
     RpcError,
 )
 from pole_chain.node.solution_book import SolutionRejected
-from vm_hooks.registry_calls import TASK_STATUS_NAMES, Task
+from vm_hooks.task import Task
 
 if TYPE_CHECKING:
     from pole_chain.rpc.server import RpcContext
@@ -51,13 +54,15 @@ def pole_node_status(ctx: RpcContext) -> dict[str, Any]:
         "mineIdle": status["mine_idle"],
         "peers": status["peers"],
         "mempoolSize": status["mempool_size"],
+        "blobBytes": status["blob_bytes"],
         "datadir": status["datadir"],
     }
 
 
-def format_task(task: Task, result: tuple | None) -> dict[str, Any]:
+def format_task(task: Task) -> dict[str, Any]:
     """The task object of docs/RPC-POLE.md."""
-    formatted: dict[str, Any] = {
+    result = task.result
+    return {
         "id": fmt.hex_int(task.task_id),
         "poster": to_checksum_address(task.poster),
         "reward": fmt.hex_int(task.reward),
@@ -69,32 +74,28 @@ def format_task(task: Task, result: tuple | None) -> dict[str, Any]:
         "solutionsWanted": fmt.hex_int(task.solutions_wanted),
         "postedAt": fmt.hex_int(task.posted_at),
         "deadline": fmt.hex_int(task.deadline),
-        "status": TASK_STATUS_NAMES.get(task.status, "unknown"),
-        "result": None,
+        "status": task.status.label,
+        "result": None if result is None else {
+            "winner": to_checksum_address(result.winner),
+            "modelCommitment": fmt.hex_data(result.model_commitment),
+            "trainBps": fmt.hex_int(result.train_bps),
+            "testBps": fmt.hex_int(result.test_bps),
+            "releaseDigest": fmt.hex_data(result.release_digest),
+            "blockNumber": fmt.hex_int(result.block_number),
+        },
     }
-    if result is not None:
-        winner, commitment, train_bps, test_bps, release_digest, block_number = result
-        formatted["result"] = {
-            "winner": to_checksum_address(winner),
-            "modelCommitment": fmt.hex_data(commitment),
-            "trainBps": fmt.hex_int(train_bps),
-            "testBps": fmt.hex_int(test_bps),
-            "releaseDigest": fmt.hex_data(release_digest),
-            "blockNumber": fmt.hex_int(block_number),
-        }
-    return formatted
 
 
 @METHODS.method("pole_tasks")
 def pole_tasks(ctx: RpcContext) -> list[dict[str, Any]]:
     """Every task of the registry at the head (open, settled, expired), by id."""
-    return [format_task(task, result) for task, result in ctx.node.tasks()]
+    return [format_task(task) for task in ctx.node.tasks.all()]
 
 
 @METHODS.method("pole_task", Param("taskId", fmt.quantity))
 def pole_task(ctx: RpcContext, task_id: int) -> dict[str, Any]:
     try:
-        return format_task(*ctx.node.task(task_id))
+        return format_task(ctx.node.tasks.get(task_id))
     except KeyError as exc:
         raise RpcError(RESOURCE_NOT_FOUND, str(exc.args[0])) from exc
 
@@ -102,8 +103,8 @@ def pole_task(ctx: RpcContext, task_id: int) -> dict[str, Any]:
 @METHODS.method("pole_bestTask")
 def pole_best_task(ctx: RpcContext) -> dict[str, Any] | None:
     """The task miners building on the head must work on, or null."""
-    task = ctx.node.best_task()
-    return format_task(task, None) if task is not None else None
+    task = ctx.node.tasks.best()
+    return format_task(task) if task is not None else None
 
 
 # -- blobs ----------------------------------------------------------------------------
@@ -113,13 +114,13 @@ def pole_best_task(ctx: RpcContext) -> dict[str, Any] | None:
 def pole_put_blob(ctx: RpcContext, blob: bytes) -> str:
     try:
         return fmt.hex_data(ctx.node.blobs.put(blob))
-    except BlobTooLarge as exc:
+    except BlobLimitExceeded as exc:
         raise RpcError(LIMIT_EXCEEDED, str(exc)) from exc
 
 
 @METHODS.method("pole_getBlob", Param("digest", fmt.hash32))
 def pole_get_blob(ctx: RpcContext, digest: bytes) -> str:
-    if ctx.node.withheld(digest):
+    if ctx.node.withholding.withheld(digest):
         raise RpcError(RESOURCE_NOT_FOUND, f"blob 0x{digest.hex()} is a test set withheld until its release")
     blob = ctx.node.solutions.blob(digest)
     if blob is None:
@@ -140,10 +141,9 @@ def _decoded(message_class: type, encoded: bytes) -> Any:
 def _task_at(ctx: RpcContext, task_id: int, parent_hash: bytes) -> Task:
     """The best open task when building on ``parent_hash``: what a message must be about."""
     try:
-        parent = ctx.node.chain.get_block_header_by_hash(parent_hash)
+        task = ctx.node.tasks.best_at(parent_hash)
     except HeaderNotFound as exc:
         raise RpcError(RESOURCE_NOT_FOUND, f"unknown parent 0x{parent_hash.hex()}") from exc
-    task = ctx.node.best_task(parent)
     if task is None or task.task_id != task_id:
         best = "none" if task is None else task.task_id
         raise RpcError(SERVER_ERROR, f"task {task_id} is not the best open task there ({best})")
@@ -198,7 +198,7 @@ def pole_reveal_model(ctx: RpcContext, model: bytes, coinbase: bytes, parent_has
     """Store a revealed model blob; returns its commitment for this coinbase and parent."""
     try:
         return fmt.hex_data(ctx.node.solutions.reveal_model(model, coinbase, parent_hash))
-    except BlobTooLarge as exc:
+    except BlobLimitExceeded as exc:
         raise RpcError(LIMIT_EXCEEDED, str(exc)) from exc
 
 
@@ -237,15 +237,19 @@ def _seal_request(value: Any) -> SealRequest:
 def pole_seal_block(ctx: RpcContext, request: SealRequest) -> str:
     """Build, verify and import a PoLe block on the given parent; returns its hash."""
     try:
-        return fmt.hex_data(ctx.node.submit_pole_block(request))
+        return fmt.hex_data(ctx.node.sealing.submit(request))
     except BlockRejected as exc:
         raise RpcError(SEAL_REJECTED, str(exc)) from exc
+    except NodeBug as exc:  # logged where it happened; not a verdict on the seal
+        raise RpcError(INTERNAL_ERROR, str(exc)) from exc
 
 
 @METHODS.method("pole_submitBlock", Param("block", fmt.data))
 def pole_submit_block(ctx: RpcContext, block_rlp: bytes) -> str:
     """Import an RLP-encoded block built elsewhere; returns its hash."""
     try:
-        return fmt.hex_data(ctx.node.import_block(block_rlp))
+        return fmt.hex_data(ctx.node.importer.import_block(block_rlp))
     except BlockRejected as exc:
         raise RpcError(SERVER_ERROR, str(exc)) from exc
+    except NodeBug as exc:  # logged where it happened; not a verdict on the block
+        raise RpcError(INTERNAL_ERROR, str(exc)) from exc

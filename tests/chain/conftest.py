@@ -18,7 +18,7 @@ from vm_hooks.chain import PoLeChain
 from vm_hooks.consensus import state_at
 from vm_hooks.idle_pow import IdleParams
 from vm_hooks.registry_calls import Task, encode_call
-from vm_hooks.seal import Seal
+from vm_hooks.seal import SealedHeader
 
 #: Tiny idle work so tests spend no time hashing.
 FAST_IDLE = IdleParams(target_interval=5, initial_work=2, min_work=1, reveal_window=10)
@@ -31,7 +31,7 @@ class AcceptingVerifier:
     def __init__(self) -> None:
         self.calls = 0
 
-    def verify(self, header: BlockHeaderAPI, seal: Seal, task: Task) -> None:
+    def verify(self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task) -> None:
         self.calls += 1
 
 

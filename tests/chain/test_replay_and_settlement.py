@@ -5,8 +5,8 @@ from eth_utils import keccak
 from pole_chain.chain.block_production import produce_dev_block, produce_idle_block, produce_pole_block
 from vm_hooks.params import REGISTRY_ADDRESS
 from vm_hooks.genesis import dev_accounts
-from vm_hooks.registry_calls import TASK_EXPIRED, TASK_SETTLED, encode_call, read_task, view
-from vm_hooks.vm import WrongChainIdError
+from vm_hooks.registry_calls import TaskResult, TaskStatus, encode_call, read_task, view
+from vm_hooks.vm import BadSenderSignatureError, WrongChainIdError
 
 from .conftest import balance_of, head_state, new_chain, nonce_of, post_task_tx, replay, sign
 
@@ -43,13 +43,12 @@ def test_pole_block_pays_the_escrow_and_records_the_result():
     state = head_state(chain)
     assert state.get_balance(MINER) == 3 * 10**18
     assert state.get_balance(REGISTRY_ADDRESS) == 0
-    assert read_task(state, 1).status == TASK_SETTLED
-    (result,) = view(state, "get_result", [1])
-    winner, commitment, train_bps, test_bps, release_digest, number = result
-    assert (bytes.fromhex(winner[2:]), commitment, train_bps, test_bps, number) == (
-        MINER, keccak(b"model"), 9_100, 8_900, block.number
+    settled = read_task(state, 1)
+    assert settled.status is TaskStatus.SETTLED
+    assert settled.result == TaskResult(
+        winner=MINER, model_commitment=keccak(b"model"), train_bps=9_100, test_bps=8_900,
+        release_digest=keccak(b"release")[:24] + bytes(8), block_number=block.number,
     )
-    assert release_digest == keccak(b"release")[:24] + bytes(8)
 
 
 def test_overdue_task_expires_and_refunds_the_poster_in_an_idle_block():
@@ -59,7 +58,7 @@ def test_overdue_task_expires_and_refunds_the_poster_in_an_idle_block():
     deadline = read_task(head_state(chain), 1).deadline
     produce_idle_block(chain, [], timestamp=deadline + 1)
     state = head_state(chain)
-    assert read_task(state, 1).status == TASK_EXPIRED
+    assert read_task(state, 1).status is TaskStatus.EXPIRED
     assert state.get_balance(POSTER) == before + 10**18
     assert view(state, "best_task") == (0,)
 
@@ -86,6 +85,26 @@ def test_a_foreign_chain_id_transaction_is_refused():
         produced = produce_dev_block(chain, [foreign])
         assert produced.included == [] and "chain id" in produced.rejected[0][1]
     assert balance_of(chain, MINER) == 0
+
+
+def test_a_block_whose_transaction_signature_recovers_no_sender_is_invalid():
+    """eth_keys' BadSignature would escape py-evm as if the node had a bug; it is the block's."""
+    from eth_keys.exceptions import BadSignature
+
+    chain = new_chain(dev=True)
+    block = produce_dev_block(chain, [sign(chain, {"to": MINER, "value": 1, "nonce": 0})]).block
+    (tx,) = block.transactions
+    for r in range(1, 100):
+        forged = tx.copy(r=r)
+        try:
+            forged.sender
+        except BadSignature:
+            break
+    else:
+        pytest.fail("no r without a recoverable sender")
+    bad = block.copy(transactions=[forged])
+    with pytest.raises(BadSenderSignatureError):
+        new_chain(dev=True).import_block(bad)
 
 
 def test_restart_on_the_data_directory_keeps_head_and_balances(tmp_path):

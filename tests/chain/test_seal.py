@@ -1,6 +1,25 @@
 import pytest
+from eth.constants import ZERO_HASH32
+from eth_utils import keccak, to_checksum_address
+from hexbytes import HexBytes
 
-from vm_hooks.seal import BlockKind, Seal, SealError
+from pole_chain.chain.block_production import build_block, next_timestamp, produce_pole_block
+from pole_chain.demo.demo import block_kind, describe_block
+from vm_hooks.seal import (
+    DEV_SCORE,
+    IDLE_SCORE,
+    BlockKind,
+    Seal,
+    SealedHeader,
+    header_fields,
+    read_block_seal,
+    read_seal,
+)
+from vm_hooks.seal_errors import SealFormatError
+
+from .conftest import new_chain
+
+MINER = b"\x33" * 20
 
 
 @pytest.mark.parametrize(
@@ -34,5 +53,79 @@ def test_pole_seal_keeps_the_release_digest_prefix():
     ],
 )
 def test_malformed_extra_data_is_refused_with_the_rule_named(extra_data, message):
-    with pytest.raises(SealError, match=message):
+    with pytest.raises(SealFormatError, match=message):
         Seal.decode(extra_data)
+
+
+def test_header_fields_place_each_part_of_a_pole_seal():
+    commitment = keccak(b"model")
+    seal = Seal.pole(9_100, 8_900, keccak(b"release"))
+    fields = header_fields(seal, miner=MINER, task_id=7, commitment=commitment)
+    assert fields == {
+        "coinbase": MINER,
+        "difficulty": 8_900,
+        "nonce": (7).to_bytes(8, "big"),
+        "mix_hash": commitment,
+        "extra_data": seal.encode(),
+    }
+
+
+@pytest.mark.parametrize("seal, score", [(Seal.idle(5), IDLE_SCORE), (Seal.dev(), DEV_SCORE)])
+def test_idle_and_dev_seals_have_their_fixed_score_and_no_task(seal, score):
+    fields = header_fields(seal, miner=MINER)
+    assert fields["difficulty"] == score
+    assert fields["nonce"] == bytes(8) and fields["mix_hash"] == ZERO_HASH32
+    with pytest.raises(ValueError):
+        header_fields(seal, miner=MINER, task_id=1)
+
+
+def test_read_seal_inverts_header_fields_on_a_real_header(task_chain):
+    commitment = keccak(b"model")
+    block = produce_pole_block(
+        task_chain.chain, [], coinbase=MINER, task_id=1, model_commitment=commitment,
+        train_bps=9_500, test_bps=9_000, release_digest=keccak(b"release"),
+    ).block
+    assert read_seal(block.header) == SealedHeader(
+        Seal.pole(9_500, 9_000, keccak(b"release")), MINER, 9_000, task_id=1,
+        commitment=commitment,
+    )
+
+
+@pytest.mark.parametrize(
+    "seal, field, value, rule",
+    [
+        (Seal.idle(2), "mix_hash", b"\x01" * 32, "idle block mix_hash must be zero"),
+        (Seal.dev(), "mix_hash", b"\x01" * 32, "dev block mix_hash must be zero"),
+        (Seal.dev(), "nonce", b"\x00" * 7 + b"\x01", "dev block nonce must be zero"),
+    ],
+)
+def test_fields_a_kind_does_not_use_must_be_zero(seal, field, value, rule):
+    chain = new_chain(dev=True)
+    block = build_block(chain, [], header_fields(seal, miner=MINER), next_timestamp(chain, None)).block
+    with pytest.raises(SealFormatError, match=rule):
+        read_seal(block.header.copy(**{field: value}))
+
+
+def web3_block(header, number=2):
+    """The fields of ``header`` the way web3 returns them from eth_getBlockByNumber."""
+    return {
+        "number": number, "hash": HexBytes(header.hash), "extraData": HexBytes(header.extra_data),
+        "nonce": HexBytes(header.nonce), "mixHash": HexBytes(header.mix_hash),
+        "difficulty": header.difficulty, "miner": to_checksum_address(header.coinbase),
+        "transactions": [],
+    }
+
+
+def test_web3_blocks_read_through_the_same_mapping(task_chain):
+    block = produce_pole_block(
+        task_chain.chain, [], coinbase=MINER, task_id=1, model_commitment=keccak(b"model"),
+        train_bps=9_525, test_bps=9_050, release_digest=keccak(b"release"),
+    ).block
+    assert read_block_seal(web3_block(block.header)) == read_seal(block.header)
+    assert block_kind(web3_block(block.header)) == "PoLe"
+    assert "task 1, miner 0x333333…3333, train 95.25 %, test 90.50 % (score 9050)" in describe_block(
+        web3_block(block.header)
+    )
+    idle_header = task_chain.blocks[0].header
+    assert block_kind(web3_block(idle_header, number=1)) == "idle"
+    assert "work       2" in describe_block(web3_block(idle_header, number=1))

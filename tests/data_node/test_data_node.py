@@ -1,11 +1,11 @@
 """Data-node helpers: preparing, posting, releasing and summarising a task.
 
 Everything runs against a real `pole node --dev` process (one per module, over HTTP through
-PoLeClient): the registry, blobs, announcements and releases are the node's own. Miners'
-announcements are really signed and sent with pole_announce; new heads are dev blocks
-(evm_mine). Each test runs on an evm_snapshot of the node and reverts it afterwards, so
-every test posts task 1 on the same fresh chain (the node accepts announcements and
-releases only for the best open task at the named parent).
+web3 and its `w3.pole` module): the registry, blobs, announcements and releases are the
+node's own. Miners' announcements are really signed and sent with pole_announce; new heads
+are dev blocks (evm_mine). Each test runs on an evm_snapshot of the node and reverts it
+afterwards, so every test posts task 1 on the same fresh chain (the node accepts
+announcements and releases only for the best open task at the named parent).
 """
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ import time
 
 import numpy as np
 import pytest
-from eth_utils import keccak, to_canonical_address
+from eth_utils import encode_hex, keccak, to_canonical_address
+from web3 import Web3
+from web3.exceptions import Web3RPCError
 
 from miner.datasets import ZERO_SALT, decode_dataset, encode_dataset, load_builtin
 from miner.messages import MAX_ADMITTED, Release, SolutionAnnouncement
 from miner.model_spec import build_spec, model_spec_canonical_bytes
+from miner.pole_module import attach_pole, error_code, error_message
+from pole_chain.cli import task_cli
+from pole_chain.cli.main import build_parser
 from pole_chain.clients import data_node
-from miner.node_client import NodeError, PoLeClient
+from tests.conftest import dev_call
 from vm_hooks.params import CHAIN_ID
 from pole_chain.clients.data_node import (
     DataNodeError,
@@ -35,6 +40,7 @@ from pole_chain.clients.data_node import (
     valid_announcements,
 )
 from vm_hooks.genesis import dev_accounts
+from vm_hooks.task import TaskStatus
 
 ACCOUNTS = dev_accounts()
 POSTER = ACCOUNTS[0]
@@ -43,7 +49,7 @@ UNKNOWN = -32001  # pole_chain/rpc/dispatch.py: RESOURCE_NOT_FOUND
 DIGITS_MLP_SPEC_DIGEST_PREFIX = "f56b37e7"  # docs/ML.md
 
 
-def announce(client: PoLeClient, miner_index: int, task_id: int, parent: bytes,
+def announce(w3: Web3, miner_index: int, task_id: int, parent: bytes,
              train_bps: int = 9500, commitment: bytes | None = None) -> SolutionAnnouncement:
     """A miner's signed SolutionAnnouncement, sent to the node (pole_announce)."""
     announcement = SolutionAnnouncement.sign(
@@ -51,29 +57,24 @@ def announce(client: PoLeClient, miner_index: int, task_id: int, parent: bytes,
         model_commitment=commitment or keccak(bytes([miner_index]) + parent),
         train_bps=train_bps, private_key=ACCOUNTS[miner_index].key,
     )
-    assert client.announce(announcement.encode()) is True
+    assert w3.pole.announce(announcement.encode()) is True
     return announcement
 
 
 @pytest.fixture
-def node(snapshot_client):
-    """The data node's client (tests/conftest.py: reverted after the test)."""
-    return snapshot_client
-
-
-@pytest.fixture
-def w3(node):
-    return node.w3
+def w3(snapshot_w3):
+    """The data node's Web3, with `w3.pole` (tests/conftest.py: reverted after the test)."""
+    return snapshot_w3
 
 
 def head_hash(w3) -> bytes:
     return bytes(w3.eth.get_block("latest")["hash"])
 
 
-def post(w3, node, workdir, **overrides) -> int:
+def post(w3, workdir, **overrides) -> int:
     params = dict(
         dataset="digits", model="mlp", reward_wei=ETHER, min_train_bps=9000,
-        time_limit_s=300, solutions_wanted=2, seed=5, workdir=workdir, client=node,
+        time_limit_s=300, solutions_wanted=2, seed=5, workdir=workdir,
     )
     params.update(overrides)
     return post_task(w3, POSTER, **params)
@@ -136,43 +137,43 @@ def test_clear_errors_for_bad_inputs(tmp_path):
 # --- posting --------------------------------------------------------------------------
 
 
-def test_post_task_escrows_the_reward_and_keeps_the_test_set_secret(w3, node, tmp_path):
+def test_post_task_escrows_the_reward_and_keeps_the_test_set_secret(w3, tmp_path):
     registry = registry_contract(w3)
     before = w3.eth.get_balance(registry.address)
-    task_id = post(w3, node, tmp_path)
+    task_id = post(w3, tmp_path)
     assert task_id == 1
     assert w3.eth.get_balance(registry.address) == before + ETHER
 
-    task = node.task(task_id)
+    task = w3.pole.get_task(task_id)
     local = load_local_task(tmp_path, task_id)
-    assert task.status == "open" and task.poster == to_canonical_address(POSTER.address)
+    assert task.status is TaskStatus.OPEN and task.poster == to_canonical_address(POSTER.address)
     assert task.test_set_commitment == local.test_set_commitment
     assert (task.min_train_bps, task.time_limit, task.solutions_wanted) == (9000, 300, 2)
     # Public: training set and spec. Secret: the test set (on disk only).
-    assert decode_dataset(node.get_blob(task.dataset_digest)).n == local.record["train_samples"]
-    assert keccak(node.get_blob(task.model_spec)) == task.model_spec
-    with pytest.raises(NodeError) as unknown:
-        node.get_blob(task.test_set_commitment)
-    assert unknown.value.code == UNKNOWN
+    assert decode_dataset(w3.pole.get_blob(task.dataset_digest)).n == local.record["train_samples"]
+    assert keccak(w3.pole.get_blob(task.model_spec)) == task.model_spec
+    with pytest.raises(Web3RPCError) as unknown:
+        w3.pole.get_blob(task.test_set_commitment)
+    assert error_code(unknown.value) == UNKNOWN
     assert local.test_set().n == local.record["test_samples"] == 359
     assert local.record["task_id"] == 1 and local.record["transaction"].startswith("0x")
     assert not list((tmp_path / "tasks").glob("posting-*"))
 
-    assert post(w3, node, tmp_path, solutions_wanted=1) == 2
+    assert post(w3, tmp_path, solutions_wanted=1) == 2
 
 
-def test_post_task_reports_a_refusal_before_spending_gas(w3, node, tmp_path, monkeypatch):
+def test_post_task_reports_a_refusal_before_spending_gas(w3, tmp_path, monkeypatch):
     monkeypatch.setattr(data_node, "MAX_SOLUTIONS_WANTED", 10**6)  # let the call reach the chain
     monkeypatch.setattr(data_node, "check_task_parameters", lambda **_: None)
     with pytest.raises(DataNodeError, match="refuses the task: .*time limit too long"):
-        post(w3, node, tmp_path, time_limit_s=400 * 86400)
+        post(w3, tmp_path, time_limit_s=400 * 86400)
 
 
-def test_a_reused_task_id_keeps_the_old_files(w3, node, tmp_path):
+def test_a_reused_task_id_keeps_the_old_files(w3, tmp_path):
     old = tmp_path / "tasks" / "1"
     old.mkdir(parents=True)
     (old / "note").write_text("from a chain that was reset")
-    assert post(w3, node, tmp_path) == 1
+    assert post(w3, tmp_path) == 1
     assert load_local_task(tmp_path, 1).record["task_id"] == 1
     (aside,) = (tmp_path / "tasks").glob("1.replaced-*")
     assert (aside / "note").exists()
@@ -181,66 +182,69 @@ def test_a_reused_task_id_keeps_the_old_files(w3, node, tmp_path):
 # --- release --------------------------------------------------------------------------
 
 
-def test_release_admits_the_valid_announcements_for_the_head(w3, node, tmp_path):
-    task_id = post(w3, node, tmp_path, solutions_wanted=3)
+def test_release_admits_the_valid_announcements_for_the_head(w3, tmp_path):
+    task_id = post(w3, tmp_path, solutions_wanted=3)
     parent = head_hash(w3)
-    good = [announce(node, 1, task_id, parent, 9400), announce(node, 2, task_id, parent, 9700)]
-    announce(node, 3, task_id, parent, 8000)  # below the task's minimum: the node keeps it, useless
+    good = [announce(w3, 1, task_id, parent, 9400), announce(w3, 2, task_id, parent, 9700)]
+    announce(w3, 3, task_id, parent, 8000)  # below the task's minimum: the node keeps it, useless
     # Another parent: the node refuses one it does not know...
-    with pytest.raises(NodeError) as unknown_parent:
-        announce(node, 4, task_id, keccak(b"elsewhere"))
-    assert unknown_parent.value.code == UNKNOWN
+    with pytest.raises(Web3RPCError) as unknown_parent:
+        announce(w3, 4, task_id, keccak(b"elsewhere"))
+    assert error_code(unknown_parent.value) == UNKNOWN
     # ...and one where the task is not open (before it was posted).
     before_post = bytes(w3.eth.get_block("latest")["parentHash"])
-    with pytest.raises(NodeError, match="not the best open task"):
-        announce(node, 4, task_id, before_post)
+    with pytest.raises(Web3RPCError) as not_open:
+        announce(w3, 4, task_id, before_post)
+    assert "not the best open task" in error_message(not_open.value)
     forged = SolutionAnnouncement.sign(
         chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent, model_commitment=keccak(b"x"),
         train_bps=9900, private_key=ACCOUNTS[5].key,
     ).copy(miner=to_canonical_address(ACCOUNTS[6].address))
-    with pytest.raises(NodeError):  # the node checks the signature
-        node.announce(forged.encode())
-    assert len(node.announcements(task_id, parent)) == 3
+    with pytest.raises(Web3RPCError):  # the node checks the signature
+        w3.pole.announce(forged.encode())
+    assert len(w3.pole.announcements(task_id, parent)) == 3
     early = Release.sign(  # the node will not take a release whose test set it lacks
         chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent,
-        test_set_digest=node.task(task_id).test_set_commitment,
+        test_set_digest=w3.pole.get_task(task_id).test_set_commitment,
         admitted=[a.model_commitment for a in good], private_key=POSTER.key,
     )
-    with pytest.raises(NodeError, match="must be uploaded before the release"):
-        node.release(early.encode())
-    assert node.get_release(task_id, parent) is None
+    with pytest.raises(Web3RPCError) as early_release:
+        w3.pole.release(early.encode())
+    assert "must be uploaded before the release" in error_message(early_release.value)
+    assert w3.pole.get_release(task_id, parent) is None
     test_blob = load_local_task(tmp_path, task_id).test_blob
-    assert node.put_blob(test_blob) == early.test_set_digest
-    with pytest.raises(NodeError, match="withheld until its release"):  # uploaded, not yet public
-        node.get_blob(early.test_set_digest)
+    assert w3.pole.put_blob(test_blob) == early.test_set_digest
+    with pytest.raises(Web3RPCError) as withheld:  # uploaded, not yet public
+        w3.pole.get_blob(early.test_set_digest)
+    assert "withheld until its release" in error_message(withheld.value)
 
-    outcome = release(w3, POSTER, task_id, tmp_path, client=node)
+    outcome = release(w3, POSTER, task_id, tmp_path)
     assert outcome.parent_hash == parent and not outcome.already_released
     assert {a.miner for a in outcome.admitted} == {a.miner for a in good}
-    message = Release.decode(node.get_release(task_id, parent)).verify(CHAIN_ID)
+    message = Release.decode(w3.pole.get_release(task_id, parent)).verify(CHAIN_ID)
     assert message.poster == to_canonical_address(POSTER.address)
     assert set(message.admitted) == {a.model_commitment for a in good}
-    assert message.test_set_digest == node.task(task_id).test_set_commitment
-    assert node.get_blob(message.test_set_digest) == load_local_task(tmp_path, task_id).test_blob
+    assert message.test_set_digest == w3.pole.get_task(task_id).test_set_commitment
+    assert w3.pole.get_blob(message.test_set_digest) == load_local_task(tmp_path, task_id).test_blob
     record = json.loads((tmp_path / "tasks" / str(task_id) / "release.json").read_text())
-    assert record["release_digest"] == "0x" + message.digest.hex()
+    assert record["release_digest"] == encode_hex(message.digest)
     # Asking again finds the release on the node and changes nothing.
-    again = release(w3, POSTER, task_id, tmp_path, client=node)
+    again = release(w3, POSTER, task_id, tmp_path)
     assert again.already_released and again.digest == message.digest
 
 
 def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(
-    w3, node, devnode, tmp_path
+    w3, devnode, tmp_path
 ):
-    task_id = post(w3, node, tmp_path, solutions_wanted=2)
+    task_id = post(w3, tmp_path, solutions_wanted=2)
     first_parent = head_hash(w3)
-    announce(node, 1, task_id, first_parent)
-    miners = PoLeClient(devnode.web3())  # the miners' own connection
+    announce(w3, 1, task_id, first_parent)
+    miners = attach_pole(devnode.web3())  # the miners' own connection
 
     def later() -> None:  # the head moves (a dev block), then two miners announce on it
         time.sleep(0.3)
-        miners.call("evm_mine")
-        parent = head_hash(miners.w3)
+        dev_call(miners, "evm_mine")
+        parent = head_hash(miners)
         announce(miners, 2, task_id, parent)
         time.sleep(0.3)
         announce(miners, 3, task_id, parent)
@@ -249,7 +253,7 @@ def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(
     thread.start()
     messages: list[str] = []
     outcome = release(
-        w3, POSTER, task_id, tmp_path, client=node, wait_for=2, timeout_s=30, poll_s=0.05,
+        w3, POSTER, task_id, tmp_path, wait_for=2, timeout_s=30, poll_s=0.05,
         progress=messages.append,
     )
     thread.join()
@@ -258,30 +262,30 @@ def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(
     assert messages[-1].endswith("2 of 2 solution(s) announced")
 
 
-def test_auto_release_settles_for_fewer_after_the_timeout(w3, node, tmp_path):
-    task_id = post(w3, node, tmp_path, solutions_wanted=3)
-    announce(node, 1, task_id, head_hash(w3))
+def test_auto_release_settles_for_fewer_after_the_timeout(w3, tmp_path):
+    task_id = post(w3, tmp_path, solutions_wanted=3)
+    announce(w3, 1, task_id, head_hash(w3))
     started = time.monotonic()
     outcome = release(
-        w3, POSTER, task_id, tmp_path, client=node, wait_for=3, timeout_s=0.4, poll_s=0.05
+        w3, POSTER, task_id, tmp_path, wait_for=3, timeout_s=0.4, poll_s=0.05
     )
     assert 0.4 <= time.monotonic() - started < 5
     assert len(outcome.admitted) == 1
 
 
-def test_release_refusals(w3, node, tmp_path):
-    task_id = post(w3, node, tmp_path)
+def test_release_refusals(w3, tmp_path):
+    task_id = post(w3, tmp_path)
     with pytest.raises(DataNodeError, match="no solution announced"):
-        release(w3, POSTER, task_id, tmp_path, client=node)
-    announce(node, 1, task_id, head_hash(w3))
+        release(w3, POSTER, task_id, tmp_path)
+    announce(w3, 1, task_id, head_hash(w3))
     with pytest.raises(DataNodeError, match="only the poster can release"):
-        release(w3, ACCOUNTS[1], task_id, tmp_path, client=node)
+        release(w3, ACCOUNTS[1], task_id, tmp_path)
     with pytest.raises(DataNodeError, match="no test set for task 9"):
-        release(w3, POSTER, 9, tmp_path, client=node)
+        release(w3, POSTER, 9, tmp_path)
     local = tmp_path / "tasks" / str(task_id) / "test_set.plds"
     local.write_bytes(local.read_bytes()[:-1] + b"\x00")
     with pytest.raises(DataNodeError, match="does not match"):
-        release(w3, POSTER, task_id, tmp_path, client=node)
+        release(w3, POSTER, task_id, tmp_path)
 
 
 def test_valid_announcements_admit_one_per_miner_in_arrival_order_up_to_the_limit():
@@ -312,13 +316,26 @@ def test_valid_announcements_admit_one_per_miner_in_arrival_order_up_to_the_limi
 # --- status ---------------------------------------------------------------------------
 
 
-def test_status_summarises_an_open_task(w3, node, tmp_path):
-    task_id = post(w3, node, tmp_path, reward_wei=ETHER * 3 // 2)
-    announce(node, 1, task_id, head_hash(w3))
-    text = status(node, task_id)
+def test_status_summarises_an_open_task(w3, tmp_path):
+    task_id = post(w3, tmp_path, reward_wei=ETHER * 3 // 2)
+    announce(w3, 1, task_id, head_hash(w3))
+    text = status(w3, task_id)
     assert text.splitlines()[0] == f"Task {task_id}: open"
     assert "1.5 ETH (in escrow)" in text
     assert "90.00 %" in text
     assert "2 wanted, 1 announced" in text
     with pytest.raises(DataNodeError, match="no task 42"):
-        status(node, 42)
+        status(w3, 42)
+
+
+# --- the command line's one-line errors ---------------------------------------------------
+
+
+def test_cli_reports_missing_tasks_and_node_refusals_in_one_line(w3, devnode, capsys):
+    args = build_parser("task").parse_args(["task", "status", "42", "--rpc", devnode.url])
+    assert args.run(args) == 1
+    assert capsys.readouterr().err == "pole task status: error: there is no task 42\n"
+    # A JSON-RPC error that reaches the command (web3's Web3RPCError): the node's own words.
+    assert task_cli._guarded("pole task status", lambda: w3.pole.get_task(42)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pole task status: the node refused: no task 42") and err.count("\n") == 1

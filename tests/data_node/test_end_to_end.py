@@ -17,16 +17,17 @@ import sys
 import time
 
 import pytest
-from eth_utils import to_canonical_address
+from eth_utils import encode_hex, to_canonical_address
 from web3 import Web3
 
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.sml import SML_EXPANSION, sml_for
-from miner.node_client import PoLeClient
+from miner.pole_module import pole_web3
 from pole_chain.clients.data_node import load_test_set, post_task, registry_contract, release
-from pole_chain.demo.demo import REPO_ROOT, Children, pole_command, start_node
+from pole_chain.demo.demo import REPO_ROOT, Children, held_out_source_rows, pole_command, start_node
 from vm_hooks.genesis import dev_accounts
+from vm_hooks.task import TaskStatus
 from pole_chain.clients.model_delivery import load_delivered_model
 
 ACCOUNTS = dev_accounts()
@@ -51,12 +52,11 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
 
 def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
     _, url = start_node(children, tmp_path / "chain", "--dev")
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
-    client = PoLeClient(w3)
+    w3 = pole_web3(url)
     miners = [
         children.start(
             f"miner{i}",
-            pole_command("mine", "--rpc", url, "--key", "0x" + bytes(a.key).hex(), "--seed", str(i),
+            pole_command("mine", "--rpc", url, "--key", encode_hex(a.key), "--seed", str(i),
                          "--once", "--no-progress", "--poll", "0.3"),
         )
         for i, a in enumerate(MINERS)
@@ -66,11 +66,11 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
 
     task_id = post_task(
         w3, POSTER, dataset="digits", model="mlp", reward_wei=REWARD, min_train_bps=9000,
-        time_limit_s=120, solutions_wanted=2, seed=1, workdir=tmp_path / "data-node", client=client,
+        time_limit_s=120, solutions_wanted=2, seed=1, workdir=tmp_path / "data-node",
     )
     assert w3.eth.get_balance(registry.address) == REWARD
     outcome = release(w3, POSTER, task_id, tmp_path / "data-node", wait_for=2, timeout_s=60,
-                      client=client, poll_s=0.2)
+                      poll_s=0.2)
     assert len(outcome.admitted) == 2
 
     deadline = time.monotonic() + MINER_TIMEOUT_S
@@ -82,11 +82,11 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
     test_set = load_test_set(tmp_path / "data-node", task_id)
     scores = {}
     for announcement in outcome.admitted:
-        model = decode_model(client.get_model(announcement.model_commitment))
+        model = decode_model(w3.pole.get_model(announcement.model_commitment))
         sml = sml_for(outcome.parent_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
         scores[announcement.miner] = evaluate_integer_model(model, sml, test_set)
-    task = client.task(task_id)
-    assert task.status == "settled"
+    task = w3.pole.get_task(task_id)
+    assert task.status is TaskStatus.SETTLED
     result = task.result
     assert result.test_bps == max(scores.values())
     assert scores[result.winner] == result.test_bps
@@ -103,8 +103,9 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
     out = tmp_path / "model"
     got = run_cli("model", "get", str(task_id), "--rpc", url, "--out", str(out))
     assert got.returncode == 0, got.stderr
-    predictions = load_delivered_model(out).predict(test_set.features)
-    correct = int((predictions == test_set.labels).sum())
+    raw, labels = held_out_source_rows(tmp_path / "data-node", task_id)  # sklearn's 0..16 values
+    predictions = load_delivered_model(out).predict(raw)
+    correct = int((predictions == labels).sum())
     assert correct * 10000 // test_set.n == result.test_bps
 
     shown = run_cli("task", "status", str(task_id), "--rpc", url)

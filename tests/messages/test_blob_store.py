@@ -5,12 +5,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from eth_utils import keccak
 
-from pole_chain.node.blob_store import DEFAULT_MAX_BLOB_SIZE, BlobNotFound, BlobStore, BlobTooLarge
+from pole_chain.node.blob_store import (
+    DEFAULT_MAX_BLOB_SIZE,
+    BlobLimitExceeded,
+    BlobNotFound,
+    BlobStore,
+    BlobStoreFull,
+    BlobTooLarge,
+)
 
 
 @pytest.fixture(params=["memory", "disk"])
@@ -150,3 +158,83 @@ def test_concurrent_puts_and_gets(store: BlobStore) -> None:
         thread.join()
     assert errors == []
     assert all(store.get(keccak(data)) == data for data in blobs)
+
+
+# -- the budget: kept blobs, expiry of the rest, a total bound -------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "disk"])
+def root(request, tmp_path: Path) -> Path | None:
+    return None if request.param == "memory" else tmp_path / "blobs"
+
+
+def test_unkept_blobs_expire_after_their_lifetime(root) -> None:
+    clock = Clock()
+    store = BlobStore(root, unkept_lifetime=60, clock=clock)
+    kept, needed, unkept = (store.put(data) for data in (b"release", b"dataset", b"upload"))
+    store.keep(kept)
+    store.still_needed = lambda digest: digest == needed  # an open task names it
+    clock.now += 59
+    assert store.expire() == []
+    clock.now += 1
+    assert store.expire() == [unkept]
+    assert not store.has(unkept) and store.has(kept) and store.has(needed)
+    assert store.total_size == len(b"release") + len(b"dataset")
+
+
+def test_uploading_again_restarts_the_lifetime(root) -> None:
+    clock = Clock()
+    store = BlobStore(root, unkept_lifetime=60, clock=clock)
+    store.put(b"upload")
+    clock.now += 50
+    store.put(b"upload")
+    clock.now += 50
+    assert store.expire() == []
+
+
+def test_a_full_store_refuses_with_the_figures_after_expiry_made_room(root) -> None:
+    clock = Clock()
+    store = BlobStore(root, max_total_size=100, unkept_lifetime=60, clock=clock)
+    store.keep(store.put(b"k" * 40))
+    store.put(b"u" * 50)
+    with pytest.raises(BlobStoreFull) as caught:
+        store.put(b"n" * 20)
+    assert "blob store is full: 90 of 100 bytes used, a blob of 20 bytes does not fit" in str(
+        caught.value
+    )
+    assert isinstance(caught.value, BlobLimitExceeded)
+    clock.now += 60
+    store.put(b"n" * 20)  # the expired upload made room
+    assert store.total_size == 60
+
+
+def test_kept_marks_and_upload_times_survive_a_restart(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    store = BlobStore(root)
+    kept, unkept = store.put(b"kept"), store.put(b"unkept")
+    store.keep(kept)
+    reopened = BlobStore(root, unkept_lifetime=3600)
+    assert reopened.is_kept(kept) and not reopened.is_kept(unkept)
+    assert reopened.total_size == len(b"kept") + len(b"unkept")
+    assert reopened.expire() == []  # uploaded moments ago (file time)
+    later = BlobStore(root, unkept_lifetime=3600, clock=lambda: time.time() + 3600)
+    assert later.expire() == [unkept]
+    assert later.has(kept)
+
+
+def test_a_store_from_before_the_budget_keeps_what_it_holds(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    digest = keccak(b"old test set")
+    blob_file(root, digest).parent.mkdir(parents=True)
+    blob_file(root, digest).write_bytes(b"old test set")
+    store = BlobStore(root, unkept_lifetime=0)
+    assert store.is_kept(digest)
+    assert store.expire() == [] and store.get(digest) == b"old test set"

@@ -3,16 +3,21 @@ import pytest
 
 from miner.datasets import (
     BUILTIN_DATASETS,
+    DIGITS_QUANTIZATION,
     HEADER_SIZE,
     ZERO_SALT,
     Dataset,
     DatasetFormatError,
+    FeatureQuantization,
     dataset_digest,
     decode_dataset,
     encode_dataset,
     load_builtin,
+    load_builtin_source,
     load_user_dataset,
+    min_max_quantization,
     split_dataset,
+    split_indices,
 )
 
 
@@ -59,9 +64,10 @@ def test_rejects_garbage_and_bad_fields():
     bad_magic = b"XLDS" + bytes(blob[4:])
     with pytest.raises(DatasetFormatError, match="magic"):
         decode_dataset(bad_magic)
-    bad_version = bytes(blob[:4]) + b"\x02" + bytes(blob[5:])
-    with pytest.raises(DatasetFormatError, match="version"):
-        decode_dataset(bad_version)
+    for version in (0, 3, 255):  # 1 and 2 are the two known layouts
+        bad_version = bytes(blob[:4]) + bytes([version]) + bytes(blob[5:])
+        with pytest.raises(DatasetFormatError, match="version"):
+            decode_dataset(bad_version)
     bad_label = bytes(blob[:-1]) + b"\x03"  # num_classes is 3
     with pytest.raises(DatasetFormatError, match="labels"):
         decode_dataset(bad_label)
@@ -138,6 +144,10 @@ def test_user_npz(tmp_path):
     np.savez(floats, X=np.array([[0.5, -2.0], [1.5, 2.0], [1.0, 0.0]]), y=np.array([0, 1, 2]))
     ds = load_user_dataset(floats)
     assert ds.features.tolist() == [[0, 0], [255, 255], [128, 128]]
+    assert ds.quantization.low.tolist() == [0.5, -2.0] and ds.quantization.span.tolist() == [1.0, 4.0]
+    assert np.array_equal(ds.quantization.apply(np.array([[0.5, -2.0], [1.5, 2.0], [1.0, 0.0]])),
+                          ds.features)
+    assert load_user_dataset(path).quantization is None  # integers 0..255 are kept as they are
 
     missing = tmp_path / "missing.npz"
     np.savez(missing, X=x)
@@ -175,3 +185,99 @@ def test_user_csv(tmp_path):
         load_user_dataset(other)
     with pytest.raises(DatasetFormatError, match="no such file"):
         load_user_dataset(tmp_path / "absent.csv")
+
+
+# --- the quantisation that travels with the dataset --------------------------------------
+
+
+def quantized_dataset():
+    quantization = FeatureQuantization([0.0, -1.5, 2.0], [10.0, 3.0, 0.0], "half_even")
+    raw = np.array([[0.0, -1.5, 2.0], [10.0, 1.5, 2.0], [5.0, 0.0, 7.0]])
+    return Dataset(quantization.apply(raw), [0, 1, 1], num_classes=2, quantization=quantization), raw
+
+
+def test_quantized_round_trip_and_known_encoding():
+    ds, raw = quantized_dataset()
+    assert ds.features.tolist() == [[0, 0, 0], [255, 255, 0], [128, 128, 0]]
+    blob = encode_dataset(ds)
+    assert blob[4] == 2 and len(blob) == HEADER_SIZE + 1 + 16 * 3 + 3 * 3 + 3
+    section = blob[HEADER_SIZE : HEADER_SIZE + 1 + 48]
+    assert section == b"\x01" + np.array([0.0, -1.5, 2.0, 10.0, 3.0, 0.0], "<f8").tobytes()
+    back = decode_dataset(blob)
+    assert encode_dataset(back) == blob and dataset_digest(back) == dataset_digest(ds)
+    assert back.quantization.rounding == "half_even"
+    assert np.array_equal(back.quantization.apply(raw), ds.features)
+    # the quantisation is part of what the digest commits to
+    plain = Dataset(ds.features, ds.labels, num_classes=2)
+    assert encode_dataset(plain)[4] == 1 and dataset_digest(plain) != dataset_digest(ds)
+    floor = Dataset(ds.features, ds.labels, 2, quantization=FeatureQuantization(
+        ds.quantization.low, ds.quantization.span, "floor"))
+    assert dataset_digest(floor) != dataset_digest(ds)
+
+
+def test_quantized_decoding_is_bound_checked():
+    ds, _ = quantized_dataset()
+    blob = encode_dataset(ds)
+    for cut in range(len(blob)):
+        with pytest.raises(DatasetFormatError):
+            decode_dataset(blob[:cut])
+    with pytest.raises(DatasetFormatError, match="trailing"):
+        decode_dataset(blob + b"\x00")
+    for code in (0, 3, 255):
+        bad = bytearray(blob)
+        bad[HEADER_SIZE] = code
+        with pytest.raises(DatasetFormatError, match="rounding"):
+            decode_dataset(bytes(bad))
+    span_offset = HEADER_SIZE + 1 + 8 * 3
+    for value, message in ((np.nan, "finite"), (np.inf, "finite"), (-1.0, ">= 0")):
+        bad = bytearray(blob)
+        bad[span_offset : span_offset + 8] = np.array([value], "<f8").tobytes()
+        with pytest.raises(DatasetFormatError, match=message):
+            decode_dataset(bytes(bad))
+    bad = bytearray(blob)
+    bad[HEADER_SIZE + 1 : HEADER_SIZE + 9] = np.array([-np.inf], "<f8").tobytes()  # a low
+    with pytest.raises(DatasetFormatError, match="finite"):
+        decode_dataset(bytes(bad))
+
+
+def test_quantization_validates_and_applies():
+    with pytest.raises(DatasetFormatError, match="rounding"):
+        FeatureQuantization([0.0], [1.0], "nearest")
+    with pytest.raises(DatasetFormatError, match="span"):
+        FeatureQuantization([0.0, 1.0], [1.0], "floor")
+    with pytest.raises(DatasetFormatError, match="quantisation"):
+        Dataset([[1, 2]], [0], num_classes=2, quantization=FeatureQuantization([0.0], [1.0]))
+    q = FeatureQuantization([0.0, 0.0], [2.0, 0.0], "half_even")
+    # to nearest (1.0 -> exactly 127.5 -> 128); out-of-range values saturate; a constant feature is 0
+    x = np.array([[0.3, 5.0], [1.0, -1.0], [-7.0, 1e300], [9.0, np.finfo(np.float64).max]])
+    assert q.apply(x).tolist() == [[38, 0], [128, 0], [0, 0], [255, 0]]
+    assert FeatureQuantization([0.0], [2.0], "floor").apply(np.array([[1.0], [0.3]])).tolist() == [[127], [38]]
+    with pytest.raises(DatasetFormatError, match="NaN"):
+        q.apply(np.array([[np.nan, 0.0]]))
+    with pytest.raises(DatasetFormatError, match="shape"):
+        q.apply(np.zeros((2, 3)))
+    assert FeatureQuantization.from_obj(q.to_obj()).to_obj() == q.to_obj()
+    with pytest.raises(DatasetFormatError):
+        FeatureQuantization.from_obj({"rounding": "floor", "low": ["0"], "span": [1.0]})
+
+
+@pytest.mark.parametrize("name", BUILTIN_DATASETS)
+def test_builtin_datasets_carry_the_quantisation_of_their_sklearn_source(name):
+    ds = load_builtin(name)
+    raw, labels = load_builtin_source(name)
+    assert ds.quantization is not None
+    assert np.array_equal(ds.quantization.apply(raw), ds.features)
+    assert np.array_equal(labels, ds.labels)
+    back = decode_dataset(encode_dataset(ds))
+    assert np.array_equal(back.quantization.low, ds.quantization.low)
+    assert np.array_equal(back.quantization.span, ds.quantization.span)
+    train, test = split_dataset(ds, 0.2, seed=5)
+    assert train.quantization is ds.quantization and test.quantization is ds.quantization
+    test_rows, _ = split_indices(ds.n, 0.2, seed=5)
+    assert np.array_equal(ds.quantization.apply(raw[test_rows]), test.features)
+    if name == "digits":  # unchanged from the exact integer rescale v * 255 // 16
+        assert ds.quantization is DIGITS_QUANTIZATION
+        assert np.array_equal(ds.features, raw.astype(np.int64) * 255 // 16)
+    else:
+        expected = min_max_quantization(raw)
+        assert np.array_equal(ds.quantization.low, expected.low)

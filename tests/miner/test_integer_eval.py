@@ -6,11 +6,13 @@ from miner import integer_eval
 from miner.datasets import Dataset, load_builtin, split_dataset
 from miner.integer_eval import (
     IncompatibleModelError,
+    accuracy_bps,
     argmax_lowest,
     conv2d,
     dense,
     evaluate_integer_model,
     flatten,
+    integer_forward,
     integer_logits,
     maxpool2d,
     predict,
@@ -157,3 +159,23 @@ def test_rejects_incompatible_model():
         evaluate_integer_model(model, sml4, Dataset(np.ones((3, 5), np.int64), [0, 1, 0], 2))
     with pytest.raises(IncompatibleModelError, match="classes"):
         evaluate_integer_model(model, sml4, Dataset(np.ones((3, 4), np.int64), [0, 1, 2], 3))
+
+
+def test_consensus_bounds_the_cost_and_the_shared_forward_pass_computes_the_same(
+    trained, digits_split, monkeypatch
+):
+    """integer_logits = the cost limit + integer_forward, the one forward pass the delivered
+    torch module also runs (pole_chain/clients/model_delivery.py)."""
+    _, test = digits_split
+    _, sml, result = trained["mlp"]
+    logits = integer_logits(result.integer_model, sml, test.features)
+    assert np.array_equal(integer_forward(result.integer_model, sml, test.features), logits)
+    monkeypatch.setattr(integer_eval, "MAX_EVALUATION_MACS", 1000)
+    with pytest.raises(IncompatibleModelError, match="multiply-accumulates"):
+        integer_logits(result.integer_model, sml, test.features)
+    assert np.array_equal(integer_forward(result.integer_model, sml, test.features), logits)
+
+
+def test_accuracy_is_floored_basis_points():
+    assert accuracy_bps(np.array([1, 2, 3]), np.array([1, 2, 0])) == 6666
+    assert accuracy_bps(np.array([0] * 7), np.zeros(7, np.uint8)) == 10000

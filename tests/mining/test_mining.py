@@ -1,10 +1,11 @@
 """The miner process, one height at a time, against real `pole node --dev` processes.
 
 The test plays the data node (posts the task, uploads blobs, signs the release) and drives
-`Miner.step()` / `Miner.run()`; the miner talks to the node only over HTTP through
-`PoLeClient`. Everything the miner meets is produced for real: new heads are dev blocks
-(evm_mine), time passes with evm_increaseTime, outages are a node process stopped and
-started again on the same port, a node that lost data has a blob file damaged on its disk.
+`Miner.step()` / `Miner.run()`; the miner talks to the node only over HTTP through web3
+(`w3.pole`), and a web3 middleware logs its pole_* calls. Everything the miner meets is
+produced for real: new heads are dev blocks (evm_mine), time passes with evm_increaseTime,
+outages are a node process stopped and started again on the same port, a node that lost
+data has a blob file damaged on its disk.
 Each test runs on an evm_snapshot of one module-wide node and reverts it afterwards; the
 outage tests have a node of their own, restarted on the same port and data directory.
 """
@@ -14,6 +15,7 @@ import argparse
 import itertools
 import logging
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -26,8 +28,10 @@ from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 import pytest
-from eth_utils import keccak
+from eth_utils import decode_hex, encode_hex, keccak, to_canonical_address
 from web3 import Web3
+from web3.exceptions import Web3RPCError
+from web3.middleware import Web3Middleware
 
 from contracts import TASK_REGISTRY, load_artifact
 from miner import mine_cli, mining
@@ -39,17 +43,19 @@ from miner.mining import HeightResult, Miner, MinerConfig, Outcome
 from miner.model_spec import build_spec, model_spec_canonical_bytes, model_spec_digest
 from miner.sml import sml_for
 from miner.training import Hyperparams
-from miner.node_client import NodeError, PoLeClient, TaskInfo
+from miner.pole_module import attach_pole, error_message, pole_web3
 from pole_chain.cli.main import build_parser
 from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
 from vm_hooks.genesis import dev_accounts
 from pole_chain.devnet.node_process import NodeProcess, child_environment
+from tests.conftest import dev_call as dev
+from vm_hooks.task import Task, TaskStatus
 
 ACCOUNTS = dev_accounts()
 POSTER, MINER, OTHER = ACCOUNTS[1], ACCOUNTS[2], ACCOUNTS[3]
-POSTER_ADDRESS = bytes.fromhex(POSTER.address[2:])
-MINER_ADDRESS = bytes.fromhex(MINER.address[2:])
-OTHER_ADDRESS = bytes.fromhex(OTHER.address[2:])
+POSTER_ADDRESS = to_canonical_address(POSTER.address)
+MINER_ADDRESS = to_canonical_address(MINER.address)
+OTHER_ADDRESS = to_canonical_address(OTHER.address)
 TARGET_BPS = 9000
 ETHER = 10**18
 WAIT_S = 30.0
@@ -88,7 +94,7 @@ def digits():
 
 
 # --------------------------------------------------------------------------------------
-# Nodes and clients
+# Nodes and their Web3 connections
 # --------------------------------------------------------------------------------------
 
 
@@ -96,35 +102,36 @@ def digits():
 class Call:
     method: str
     params: tuple
-    error: Optional[BaseException]  # None: the node answered
+    error: Any  # None: the node answered; else the exception raised or the JSON-RPC error
 
 
-class RecordingClient(PoLeClient):
-    """The real client, keeping a log of the pole_* calls made through it.
+class RecordedWeb3:
+    """A Web3 with `w3.pole` whose pole_* calls a web3 middleware logs.
 
     `before(method, action)` runs `action` once, right before the next call of `method`
     goes out: a test stops the node there to fail exactly that call for real.
     """
 
     def __init__(self, w3: Web3) -> None:
-        super().__init__(w3)
+        self.w3 = attach_pole(w3)
         self.calls: list[Call] = []
         self._before: dict[str, Callable[[], None]] = {}
+        w3.middleware_onion.add(lambda w3: _Recording(w3, self), name="pole call log")
 
     def before(self, method: str, action: Callable[[], None]) -> None:
         self._before[method] = action
 
-    def call(self, method: str, *params: Any) -> Any:
+    def record(self, method: str, params: Any, make_request: Callable[..., Any]) -> Any:
         action = self._before.pop(method, None)
         if action is not None:
             action()
         try:
-            result = super().call(method, *params)
+            response = make_request(method, params)
         except Exception as error:
-            self.calls.append(Call(method, params, error))
+            self.calls.append(Call(method, tuple(params), error))
             raise
-        self.calls.append(Call(method, params, None))
-        return result
+        self.calls.append(Call(method, tuple(params), response.get("error")))
+        return response
 
     def made(self, method: str, *, ok: Optional[bool] = None) -> list[Call]:
         return [
@@ -133,19 +140,35 @@ class RecordingClient(PoLeClient):
         ]
 
     def blob_requests(self) -> list[bytes]:
-        return [bytes.fromhex(c.params[0][2:]) for c in self.made("pole_getBlob")]
+        return [decode_hex(c.params[0]) for c in self.made("pole_getBlob")]
+
+
+class _Recording(Web3Middleware):
+    """Hands each pole_* request to its RecordedWeb3."""
+
+    def __init__(self, w3: Web3, recorded: RecordedWeb3) -> None:
+        super().__init__(w3)
+        self.recorded = recorded
+
+    def wrap_make_request(self, make_request: Callable[..., Any]) -> Callable[..., Any]:
+        def middleware(method: str, params: Any) -> Any:
+            if not method.startswith("pole_"):
+                return make_request(method, params)
+            return self.recorded.record(method, params, make_request)
+
+        return middleware
 
 
 @pytest.fixture
-def client(snapshot_client):
-    """The data node's (and the test's) client (tests/conftest.py: reverted after the test)."""
-    return snapshot_client
+def w3(snapshot_w3):
+    """The data node's (and the test's) Web3 (tests/conftest.py: reverted after the test)."""
+    return snapshot_w3
 
 
 @pytest.fixture
-def miner_client(devnode):
+def miner_node(devnode):
     """The miner's own connection to the node, recording what it asks."""
-    return RecordingClient(devnode.web3())
+    return RecordedWeb3(devnode.web3())
 
 
 def blob_file(node: NodeProcess, digest: bytes) -> Path:
@@ -207,32 +230,28 @@ def restartable(tmp_path):
 _REWARD_SALT = itertools.count(1)
 
 
-def dev(client: PoLeClient, method: str, *params: Any) -> Any:
-    return client.call(method, *params)
-
-
-def latest(client: PoLeClient):
-    return client.w3.eth.get_block("latest")
+def latest(w3: Web3):
+    return w3.eth.get_block("latest")
 
 
 def post_task(
-    client: PoLeClient,
+    w3: Web3,
     data,
     *,
     time_limit: int = 600,
     min_train_bps: int = TARGET_BPS,
     model_spec: Optional[bytes] = None,
     upload_training_set: bool = True,
-) -> TaskInfo:
+) -> Task:
     """Post a task the way a data node does: public blobs first, then the escrow transaction.
 
     Each task pays more than any earlier one (and a few wei more than any task a reverted
     test posted, so no two tests mine the same block), so it is the best open task.
     """
     if upload_training_set:
-        assert client.put_blob(data.train_blob) == data.train_digest
-    assert client.put_blob(data.spec_blob) == model_spec_digest(data.spec)
-    registry = client.w3.eth.contract(
+        assert w3.pole.put_blob(data.train_blob) == data.train_digest
+    assert w3.pole.put_blob(data.spec_blob) == model_spec_digest(data.spec)
+    registry = w3.eth.contract(
         address=Web3.to_checksum_address(REGISTRY_ADDRESS), abi=load_artifact(TASK_REGISTRY).abi
     )
     task_id = registry.functions.task_count().call() + 1
@@ -245,8 +264,8 @@ def post_task(
         time_limit,
         1,
     ).transact({"from": POSTER.address, "value": reward})
-    assert client.w3.eth.get_transaction_receipt(tx_hash).status == 1  # automine: already mined
-    task = client.best_task()
+    assert w3.eth.get_transaction_receipt(tx_hash).status == 1  # automine: already mined
+    task = w3.pole.best_task()
     assert task is not None and task.task_id == task_id and task.reward == reward
     return task
 
@@ -261,12 +280,12 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = WAIT_S
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def wait_announcement(client: PoLeClient, task: TaskInfo, parent: bytes) -> SolutionAnnouncement:
-    (raw,) = wait_for(lambda: client.announcements(task.task_id, bytes(parent)), "the announcement")
+def wait_announcement(w3: Web3, task: Task, parent: bytes) -> SolutionAnnouncement:
+    (raw,) = wait_for(lambda: w3.pole.announcements(task.task_id, bytes(parent)), "the announcement")
     return SolutionAnnouncement.decode(raw).verify(CHAIN_ID)
 
 
-def sign_release(task: TaskInfo, parent: bytes, admitted: list[bytes], *, key=POSTER.key,
+def sign_release(task: Task, parent: bytes, admitted: list[bytes], *, key=POSTER.key,
                  test_set_digest: Optional[bytes] = None, task_id: Optional[int] = None) -> Release:
     return Release.sign(
         chain_id=CHAIN_ID,
@@ -278,11 +297,11 @@ def sign_release(task: TaskInfo, parent: bytes, admitted: list[bytes], *, key=PO
     )
 
 
-def release_for(client: PoLeClient, data, task: TaskInfo, parent: bytes, admitted: list[bytes]) -> Release:
+def release_for(w3: Web3, data, task: Task, parent: bytes, admitted: list[bytes]) -> Release:
     """The data node's release: the test set blob, then the signed admitted list."""
-    assert client.put_blob(data.test_blob) == task.test_set_commitment
+    assert w3.pole.put_blob(data.test_blob) == task.test_set_commitment
     release = sign_release(task, parent, admitted)
-    assert client.release(release.encode())
+    assert w3.pole.release(release.encode())
     return release
 
 
@@ -291,11 +310,11 @@ def release_for(client: PoLeClient, data, task: TaskInfo, parent: bytes, admitte
 # --------------------------------------------------------------------------------------
 
 
-def make_miner(client: PoLeClient, account=MINER, *, clock: Callable[[], float] = time.time,
+def make_miner(w3: Web3, account=MINER, *, clock: Callable[[], float] = time.time,
                **config) -> Miner:
     config.setdefault("poll_s", POLL_S)
     config.setdefault("progress", False)
-    return Miner(client, account, MinerConfig(**config), clock=clock)
+    return Miner(w3, account, MinerConfig(**config), clock=clock)
 
 
 class Job:
@@ -342,12 +361,12 @@ def background():
         job.thread.join(WAIT_S)
 
 
-def seal_as(account, client: PoLeClient, data, task: TaskInfo, background) -> HeightResult:
+def seal_as(account, w3: Web3, data, task: Task, background) -> HeightResult:
     """Another miner wins `task` on the current head (the data node admits it)."""
-    head = latest(client)
-    job = background(make_miner(PoLeClient(client.w3), account))
-    announcement = wait_announcement(client, task, head.hash)
-    release_for(client, data, task, head.hash, [announcement.model_commitment])
+    head = latest(w3)
+    job = background(make_miner(w3, account))
+    announcement = wait_announcement(w3, task, head.hash)
+    release_for(w3, data, task, head.hash, [announcement.model_commitment])
     result = job.result()
     assert result.outcome is Outcome.SEALED, result
     return result
@@ -377,17 +396,16 @@ def spy_on_training(monkeypatch, after: Callable[[Any], None] = lambda trained: 
 # --------------------------------------------------------------------------------------
 
 
-def test_height_from_task_to_sealed_block_and_paid(client, miner_client, digits, caplog, background):
-    w3 = client.w3
-    task = post_task(client, digits)
-    head = latest(client)
+def test_height_from_task_to_sealed_block_and_paid(w3, miner_node, digits, caplog, background):
+    task = post_task(w3, digits)
+    head = latest(w3)
     parent = bytes(head.hash)
     balance_before = w3.eth.get_balance(MINER.address)
-    miner = make_miner(miner_client)
+    miner = make_miner(miner_node.w3)
     with caplog.at_level(logging.INFO, logger="pole.miner"):
         job = background(miner)
-        announcement = wait_announcement(client, task, parent)
-        release = release_for(client, digits, task, parent, [announcement.model_commitment])
+        announcement = wait_announcement(w3, task, parent)
+        release = release_for(w3, digits, task, parent, [announcement.model_commitment])
         result = job.result()
     assert result.outcome is Outcome.SEALED, result
     assert result.finished_attempt and result.head_hash == parent and result.task_id == task.task_id
@@ -399,13 +417,13 @@ def test_height_from_task_to_sealed_block_and_paid(client, miner_client, digits,
     assert result.commitment == commitment and result.train_bps == announcement.train_bps
 
     # The block on the chain: the seal says what consensus recomputed from the revealed blob.
-    block = latest(client)
+    block = latest(w3)
     assert bytes(block.hash) == result.block_hash and block.number == head.number + 1
     assert block.parentHash == head.hash and block.miner == MINER.address
     assert bytes(block.mixHash) == commitment
     assert int.from_bytes(bytes(block.nonce), "big") == task.task_id
     assert block.difficulty == result.test_bps
-    blob = client.get_model(commitment)
+    blob = w3.pole.get_model(commitment)
     assert blob is not None and commitment_for(blob, MINER_ADDRESS, parent) == commitment
     model = decode_model(blob)
     sml = sml_for(parent, MINER_ADDRESS, digits.train.d)
@@ -413,8 +431,8 @@ def test_height_from_task_to_sealed_block_and_paid(client, miner_client, digits,
     assert result.test_bps == evaluate_integer_model(model, sml, digits.test) > 8000
 
     # The task is settled with this solution and the escrow paid to the miner.
-    settled = client.task(task.task_id)
-    assert settled.status == "settled" and settled.result is not None
+    settled = w3.pole.get_task(task.task_id)
+    assert settled.status is TaskStatus.SETTLED and settled.result is not None
     assert settled.result.winner == MINER_ADDRESS and settled.result.model_commitment == commitment
     assert (settled.result.train_bps, settled.result.test_bps) == (result.train_bps, result.test_bps)
     assert settled.result.release_digest_prefix == release.digest[:24]
@@ -432,16 +450,16 @@ def test_height_from_task_to_sealed_block_and_paid(client, miner_client, digits,
     assert miner.step().outcome is Outcome.NO_TASK
 
     # A new task is a new height; its blobs come from the cache, only the test set is fetched.
-    fetched = len(miner_client.blob_requests())
-    second = post_task(client, digits)
-    head2 = latest(client)
+    fetched = len(miner_node.blob_requests())
+    second = post_task(w3, digits)
+    head2 = latest(w3)
     job = background(miner)
-    announcement2 = wait_announcement(client, second, head2.hash)
-    release_for(client, digits, second, head2.hash, [announcement2.model_commitment])
+    announcement2 = wait_announcement(w3, second, head2.hash)
+    release_for(w3, digits, second, head2.hash, [announcement2.model_commitment])
     result2 = job.result()
     assert result2.outcome is Outcome.SEALED and result2.head_number == head2.number
-    assert miner_client.blob_requests()[fetched:] == [digits.test_digest]
-    assert client.task(second.task_id).result.winner == MINER_ADDRESS
+    assert miner_node.blob_requests()[fetched:] == [digits.test_digest]
+    assert w3.pole.get_task(second.task_id).result.winner == MINER_ADDRESS
 
 
 # --------------------------------------------------------------------------------------
@@ -450,39 +468,39 @@ def test_height_from_task_to_sealed_block_and_paid(client, miner_client, digits,
 
 
 def test_no_task_overdue_expired_and_settled_are_skipped_quietly(
-    client, miner_client, digits, caplog, background
+    w3, miner_node, digits, caplog, background
 ):
-    miner = make_miner(miner_client)
+    miner = make_miner(miner_node.w3)
     with caplog.at_level(logging.INFO, logger="pole.miner"):
-        genesis_head = latest(client)
-        assert client.best_task() is None
+        genesis_head = latest(w3)
+        assert w3.pole.best_task() is None
         assert miner.step().outcome is Outcome.NO_TASK
         assert miner.step().outcome is Outcome.NO_TASK  # logged once per head
 
         # A head whose time is the task's deadline: still open (it expires only after its
         # deadline), but nothing can be trained for it any more.
-        task = post_task(client, digits, time_limit=30)
-        dev(client, "evm_mine", hex(task.deadline))
-        at_deadline = latest(client)
+        task = post_task(w3, digits, time_limit=30)
+        dev(w3, "evm_mine", hex(task.deadline))
+        at_deadline = latest(w3)
         assert at_deadline.timestamp == task.deadline
-        assert client.best_task().task_id == task.task_id
+        assert w3.pole.best_task().task_id == task.task_id
         overdue = miner.step()
         assert overdue.outcome is Outcome.OVERDUE and overdue.head_number == at_deadline.number
         assert overdue.reason == f"deadline {task.deadline} is not after the head's time {task.deadline}"
 
         # The next block expires it.
-        dev(client, "evm_mine")
-        assert client.task(task.task_id).status == "expired"
+        dev(w3, "evm_mine")
+        assert w3.pole.get_task(task.task_id).status is TaskStatus.EXPIRED
         assert miner.step().outcome is Outcome.NO_TASK
 
         # Another miner settles the next task: on its block there is nothing left.
-        other = post_task(client, digits)
-        seal_as(OTHER, client, digits, other, background)
-        assert client.task(other.task_id).result.winner == OTHER_ADDRESS
+        other = post_task(w3, digits)
+        seal_as(OTHER, w3, digits, other, background)
+        assert w3.pole.get_task(other.task_id).result.winner == OTHER_ADDRESS
         assert miner.step().outcome is Outcome.NO_TASK
 
     # Skipped quietly: nothing fetched, nothing announced, one line per head.
-    assert miner_client.made("pole_getBlob") == [] and miner_client.made("pole_announce") == []
+    assert miner_node.made("pole_getBlob") == [] and miner_node.made("pole_announce") == []
     lines = miner_lines(caplog)
     assert sum(line.endswith(": no open task") for line in lines) == 3, lines
     assert lines[0] == f"block {genesis_head.number} (0x{bytes(genesis_head.hash).hex()[:8]}…): no open task"
@@ -497,40 +515,40 @@ def test_no_task_overdue_expired_and_settled_are_skipped_quietly(
 
 
 def test_head_change_during_training_abandons_before_announcing(
-    client, miner_client, digits, monkeypatch, background
+    w3, miner_node, digits, monkeypatch, background
 ):
-    task = post_task(client, digits)
-    head = latest(client)
+    task = post_task(w3, digits)
+    head = latest(w3)
     # Someone else's block arrives while the miner trains (right after training returns).
     mined: list[bytes] = []
 
     def new_block(trained) -> None:
         if not mined:
-            dev(client, "evm_mine")
-            mined.append(bytes(latest(client).hash))
+            dev(w3, "evm_mine")
+            mined.append(bytes(latest(w3).hash))
 
     runs = spy_on_training(monkeypatch, new_block)
-    miner = make_miner(miner_client)
+    miner = make_miner(miner_node.w3)
     result = miner.step()
     assert result.outcome is Outcome.HEAD_CHANGED and not result.announced
     assert result.reason.startswith("head moved during training")
     assert len(runs) == 1 and runs[0].met_target
-    assert client.announcements(task.task_id, bytes(head.hash)) == []
-    assert miner_client.made("pole_announce") == []
-    assert latest(client).number == head.number + 1  # the dev block, nothing sealed
+    assert w3.pole.announcements(task.task_id, bytes(head.hash)) == []
+    assert miner_node.made("pole_announce") == []
+    assert latest(w3).number == head.number + 1  # the dev block, nothing sealed
 
     # The new head is the next height: trained again behind its own SML, announced there.
     job = background(miner)
-    announcement = wait_announcement(client, task, mined[0])
+    announcement = wait_announcement(w3, task, mined[0])
     assert announcement.miner == MINER_ADDRESS and len(runs) == 2
     miner.stop()
     assert job.result().outcome is Outcome.STOPPED
 
 
-def test_training_hook_notices_a_new_head(client, miner_client, digits, monkeypatch):
+def test_training_hook_notices_a_new_head(w3, miner_node, digits, monkeypatch):
     """train_model's `should_stop` hook asks the node, at most once per poll interval."""
-    task = post_task(client, digits)
-    head = latest(client)
+    task = post_task(w3, digits)
+    head = latest(w3)
     poll_s = 0.5
     answers: list[bool] = []
     real_train = mining.train_model
@@ -538,36 +556,36 @@ def test_training_hook_notices_a_new_head(client, miner_client, digits, monkeypa
     def train_with_hook(*args, should_stop, **kwargs):
         time.sleep(poll_s * 1.1)
         answers.append(should_stop())  # asks the node: same head
-        dev(client, "evm_mine")
+        dev(w3, "evm_mine")
         answers.append(should_stop())  # within the poll interval: does not ask yet
         time.sleep(poll_s * 1.1)
         answers.append(should_stop())  # asks again: the head moved
         return real_train(*args, should_stop=should_stop, **kwargs)
 
     monkeypatch.setattr(mining, "train_model", train_with_hook)
-    result = make_miner(miner_client, poll_s=poll_s).step()
+    result = make_miner(miner_node.w3, poll_s=poll_s).step()
     assert answers == [False, False, True]
     assert result.outcome is Outcome.HEAD_CHANGED and not result.announced
-    assert client.announcements(task.task_id, bytes(head.hash)) == []
+    assert w3.pole.announcements(task.task_id, bytes(head.hash)) == []
 
 
-def test_head_change_while_waiting_for_the_release_abandons(client, miner_client, digits, background):
-    task = post_task(client, digits)
-    head = latest(client)
-    miner = make_miner(miner_client)
+def test_head_change_while_waiting_for_the_release_abandons(w3, miner_node, digits, background):
+    task = post_task(w3, digits)
+    head = latest(w3)
+    miner = make_miner(miner_node.w3)
     job = background(miner)
-    announcement = wait_announcement(client, task, head.hash)
-    dev(client, "evm_mine")
-    new_head = latest(client)
+    announcement = wait_announcement(w3, task, head.hash)
+    dev(w3, "evm_mine")
+    new_head = latest(w3)
     result = job.result()
     assert result.outcome is Outcome.HEAD_CHANGED and result.announced
     assert result.commitment == announcement.model_commitment
     assert result.reason == f"head moved to block {head.number + 1} (0x{bytes(new_head.hash).hex()[:8]}…)"
-    assert client.get_model(announcement.model_commitment) is None  # nothing revealed
+    assert w3.pole.get_model(announcement.model_commitment) is None  # nothing revealed
 
     # The new head is worked on next.
     job = background(miner)
-    again = wait_announcement(client, task, new_head.hash)
+    again = wait_announcement(w3, task, new_head.hash)
     assert again.miner == MINER_ADDRESS and again.train_bps >= TARGET_BPS
     miner.stop()
     assert job.result().outcome is Outcome.STOPPED
@@ -578,27 +596,27 @@ def test_head_change_while_waiting_for_the_release_abandons(client, miner_client
 # --------------------------------------------------------------------------------------
 
 
-def test_release_that_does_not_admit_us_is_abandoned(client, miner_client, digits, caplog, background):
-    task = post_task(client, digits)
-    head = latest(client)
-    miner = make_miner(miner_client)
+def test_release_that_does_not_admit_us_is_abandoned(w3, miner_node, digits, caplog, background):
+    task = post_task(w3, digits)
+    head = latest(w3)
+    miner = make_miner(miner_node.w3)
     with caplog.at_level(logging.INFO, logger="pole.miner"):
         job = background(miner)
-        announcement = wait_announcement(client, task, head.hash)
+        announcement = wait_announcement(w3, task, head.hash)
         assert announcement.miner == MINER_ADDRESS
-        release_for(client, digits, task, head.hash, [keccak(b"another miner's model")])
+        release_for(w3, digits, task, head.hash, [keccak(b"another miner's model")])
         result = job.result()
     assert result.outcome is Outcome.NOT_ADMITTED and result.announced and result.finished_attempt
     assert "not ours" in result.reason
     # The weights stay private: nothing revealed, nothing sealed, the task still open.
-    assert miner_client.made("pole_revealModel") == [] and miner_client.made("pole_sealBlock") == []
-    assert client.get_model(announcement.model_commitment) is None
-    assert latest(client).hash == head.hash
-    assert client.task(task.task_id).status == "open"
+    assert miner_node.made("pole_revealModel") == [] and miner_node.made("pole_sealBlock") == []
+    assert w3.pole.get_model(announcement.model_commitment) is None
+    assert latest(w3).hash == head.hash
+    assert w3.pole.get_task(task.task_id).status is TaskStatus.OPEN
     assert any("abandoned: release 0x" in line for line in miner_lines(caplog))
     # This head is done: no retraining, no second announcement.
     assert miner.step().outcome is Outcome.SEEN
-    assert len(miner_client.made("pole_announce")) == 1
+    assert len(miner_node.made("pole_announce")) == 1
 
 
 def forged(genuine: Release) -> Release:
@@ -612,7 +630,7 @@ BAD_RELEASES = {
     "signed by another key": (
         lambda task, parent, ours: sign_release(task, parent, [ours], key=OTHER.key),
         "not by the task's poster",
-        f"release signed by 0x{OTHER_ADDRESS.hex()}, task poster is 0x{POSTER_ADDRESS.hex()}",
+        f"release signed by {encode_hex(OTHER_ADDRESS)}, task poster is {encode_hex(POSTER_ADDRESS)}",
     ),
     "another test set": (
         lambda task, parent, ours: sign_release(task, parent, [ours], test_set_digest=keccak(b"other")),
@@ -633,16 +651,16 @@ BAD_RELEASES = {
 
 
 def test_releases_not_matching_the_task_are_refused_by_node_and_miner(
-    client, miner_client, digits, background
+    w3, miner_node, digits, background
 ):
     """The miner's release check (`Miner._check_release`) is called directly with real
     signed releases, on the work of a real height stopped while waiting for its release."""
-    task = post_task(client, digits)
-    head = latest(client)
+    task = post_task(w3, digits)
+    head = latest(w3)
     parent = bytes(head.hash)
-    miner = make_miner(miner_client)
+    miner = make_miner(miner_node.w3)
     job = background(miner)
-    announcement = wait_announcement(client, task, parent)
+    announcement = wait_announcement(w3, task, parent)
     miner.stop()
     assert job.result().outcome is Outcome.STOPPED
     work = miner._work  # kept: a stopped step is not done with its head
@@ -651,8 +669,9 @@ def test_releases_not_matching_the_task_are_refused_by_node_and_miner(
 
     for name, (make, node_says, miner_says) in BAD_RELEASES.items():
         bad = make(task, parent, ours)
-        with pytest.raises(NodeError, match=node_says):
-            client.release(bad.encode())
+        with pytest.raises(Web3RPCError) as refused:
+            w3.pole.release(bad.encode())
+        assert re.search(node_says, error_message(refused.value)), (name, refused.value)
         with pytest.raises(mining._Stop) as stop:
             miner._check_release(bad.encode(), work)
         assert stop.value.outcome is Outcome.BAD_RELEASE, name
@@ -668,64 +687,64 @@ def test_releases_not_matching_the_task_are_refused_by_node_and_miner(
         miner._check_release(sign_release(task, parent, [keccak(b"someone else")]).encode(), work)
     assert stop.value.outcome is Outcome.NOT_ADMITTED
     # The genuine release passes, and it is what the node serves.
-    genuine = release_for(client, digits, task, parent, [ours])
-    assert miner._check_release(client.get_release(task.task_id, parent), work) == genuine
+    genuine = release_for(w3, digits, task, parent, [ours])
+    assert miner._check_release(w3.pole.get_release(task.task_id, parent), work) == genuine
 
 
-def test_malformed_test_set_in_the_release_is_refused(client, miner_client, digits, background):
+def test_malformed_test_set_in_the_release_is_refused(w3, miner_node, digits, background):
     """A data node can commit to any bytes as its test set: the node stores them, the miner
     refuses a test set that is not a dataset."""
     garbage = b"not a dataset" * 10
     data = SimpleNamespace(**{**vars(digits), "test_blob": garbage, "test_digest": keccak(garbage)})
-    task = post_task(client, data)
-    head = latest(client)
-    job = background(make_miner(miner_client))
-    announcement = wait_announcement(client, task, head.hash)
-    release_for(client, data, task, head.hash, [announcement.model_commitment])
+    task = post_task(w3, data)
+    head = latest(w3)
+    job = background(make_miner(miner_node.w3))
+    announcement = wait_announcement(w3, task, head.hash)
+    release_for(w3, data, task, head.hash, [announcement.model_commitment])
     result = job.result()
     assert result.outcome is Outcome.BAD_RELEASE and result.announced
     assert result.reason.startswith("test set is malformed: ")
-    assert client.get_model(announcement.model_commitment) is None
-    assert miner_client.made("pole_sealBlock") == []
+    assert w3.pole.get_model(announcement.model_commitment) is None
+    assert miner_node.made("pole_sealBlock") == []
 
 
-def test_test_set_of_another_dataset_is_refused(client, miner_client, digits, background):
+def test_test_set_of_another_dataset_is_refused(w3, miner_node, digits, background):
     iris = load_builtin("iris")
     data = SimpleNamespace(**{**vars(digits), "test_blob": encode_dataset(iris),
                               "test_digest": keccak(encode_dataset(iris))})
-    task = post_task(client, data)
-    head = latest(client)
-    job = background(make_miner(miner_client))
-    announcement = wait_announcement(client, task, head.hash)
-    release_for(client, data, task, head.hash, [announcement.model_commitment])
+    task = post_task(w3, data)
+    head = latest(w3)
+    job = background(make_miner(miner_node.w3))
+    announcement = wait_announcement(w3, task, head.hash)
+    release_for(w3, data, task, head.hash, [announcement.model_commitment])
     result = job.result()
     assert result.outcome is Outcome.BAD_RELEASE
     assert result.reason == "test set has 4 features / 3 classes, training set 64 / 10"
-    assert miner_client.made("pole_revealModel") == []
+    assert miner_node.made("pole_revealModel") == []
 
 
-def test_no_release_by_the_deadline_gives_up(client, miner_client, digits, background):
+def test_no_release_by_the_deadline_gives_up(w3, miner_node, digits, background):
     """The poster never answers; dev time passes (evm_increaseTime) and the miner's clock
     follows the dev chain's clock."""
-    task = post_task(client, digits, time_limit=60)
-    head = latest(client)
-    offset = [int(dev(client, "evm_increaseTime", hex(0)))]
+    task = post_task(w3, digits, time_limit=60)
+    head = latest(w3)
+    offset = [int(dev(w3, "evm_increaseTime", hex(0)))]
 
     def clock() -> float:
         return time.time() + offset[0]
 
-    miner = make_miner(miner_client, clock=clock)
+    miner = make_miner(miner_node.w3, clock=clock)
     give_up_at = task.deadline + mining.RELEASE_GRACE_S
     job = background(miner)
-    announcement = wait_announcement(client, task, head.hash)
+    announcement = wait_announcement(w3, task, head.hash)
 
     # Past the deadline but within the grace: a poster may release at its deadline.
-    offset[0] = int(dev(client, "evm_increaseTime", hex(int(give_up_at - clock()) - 2)))
+    offset[0] = int(dev(w3, "evm_increaseTime", hex(int(give_up_at - clock()) - 2)))
     assert task.deadline < clock() < give_up_at
     time.sleep(10 * POLL_S)
     assert job.alive
 
-    offset[0] = int(dev(client, "evm_increaseTime", hex(4)))
+    offset[0] = int(dev(w3, "evm_increaseTime", hex(4)))
     result = job.result()
     assert clock() > give_up_at
     assert result.outcome is Outcome.DEADLINE_PASSED and result.announced
@@ -733,33 +752,33 @@ def test_no_release_by_the_deadline_gives_up(client, miner_client, digits, backg
     assert result.commitment == announcement.model_commitment
     assert miner.step().outcome is Outcome.SEEN  # this head is done
     # The chain agrees: the next block expires the task and the miner has nothing to do.
-    dev(client, "evm_mine")
-    assert client.task(task.task_id).status == "expired"
+    dev(w3, "evm_mine")
+    assert w3.pole.get_task(task.task_id).status is TaskStatus.EXPIRED
     assert miner.step().outcome is Outcome.NO_TASK
 
 
-def test_test_set_missing_on_the_node_is_waited_for(client, miner_client, devnode, background):
+def test_test_set_missing_on_the_node_is_waited_for(w3, miner_node, devnode, background):
     """The node has the release but lost the test set (damaged on its disk): the miner
     keeps asking until the data node uploads it again, then seals."""
     data = task_data(2)
-    task = post_task(client, data)
-    head = latest(client)
-    job = background(make_miner(miner_client))
-    announcement = wait_announcement(client, task, head.hash)
-    assert client.put_blob(data.test_blob) == data.test_digest
+    task = post_task(w3, data)
+    head = latest(w3)
+    job = background(make_miner(miner_node.w3))
+    announcement = wait_announcement(w3, task, head.hash)
+    assert w3.pole.put_blob(data.test_blob) == data.test_digest
     damage_blob(devnode, data.test_digest)  # still listed: the node accepts the release
-    client.release(sign_release(task, head.hash, [announcement.model_commitment]).encode())
+    w3.pole.release(sign_release(task, head.hash, [announcement.model_commitment]).encode())
 
     def failed_test_set_requests() -> int:
-        return sum(1 for c in miner_client.made("pole_getBlob", ok=False)
-                   if c.params[0] == "0x" + data.test_digest.hex())
+        return sum(1 for c in miner_node.made("pole_getBlob", ok=False)
+                   if c.params[0] == encode_hex(data.test_digest))
 
     wait_for(lambda: failed_test_set_requests() >= 3, "the miner asking for the test set")
     assert job.alive
-    assert client.put_blob(data.test_blob) == data.test_digest
+    assert w3.pole.put_blob(data.test_blob) == data.test_digest
     result = job.result()
     assert result.outcome is Outcome.SEALED, result
-    assert client.task(task.task_id).result.winner == MINER_ADDRESS
+    assert w3.pole.get_task(task.task_id).result.winner == MINER_ADDRESS
 
 
 # --------------------------------------------------------------------------------------
@@ -768,31 +787,31 @@ def test_test_set_missing_on_the_node_is_waited_for(client, miner_client, devnod
 
 
 def test_refused_seal_is_reported_with_the_node_reason(
-    client, miner_client, devnode, caplog, background
+    w3, miner_node, devnode, caplog, background
 ):
     """Admitted, but the node cannot verify the seal: it lost the training set (damaged on
     its disk) after the miner, who keeps its copy, trained on it."""
     data = task_data(3)
-    task = post_task(client, data)
-    head = latest(client)
-    miner = make_miner(miner_client)
+    task = post_task(w3, data)
+    head = latest(w3)
+    miner = make_miner(miner_node.w3)
     with caplog.at_level(logging.INFO, logger="pole.miner"):
         job = background(miner)
-        announcement = wait_announcement(client, task, head.hash)
+        announcement = wait_announcement(w3, task, head.hash)
         damage_blob(devnode, data.train_digest)
-        release_for(client, data, task, head.hash, [announcement.model_commitment])
+        release_for(w3, data, task, head.hash, [announcement.model_commitment])
         result = job.result()
     assert result.outcome is Outcome.REFUSED and result.finished_attempt
     assert result.reason == (
-        f"pole_sealBlock: PoLe block refused: training set {data.train_digest.hex()} is not available"
+        f"PoLe block refused: training set {data.train_digest.hex()} is not available"
     )
     assert result.test_bps is not None and result.test_bps > 8000
-    (seal,) = miner_client.made("pole_sealBlock")
-    assert isinstance(seal.error, NodeError) and seal.error.code == -32010
-    assert latest(client).hash == head.hash and client.task(task.task_id).status == "open"
-    assert client.get_model(announcement.model_commitment) is not None  # revealed before the seal
+    (seal,) = miner_node.made("pole_sealBlock")
+    assert seal.error["code"] == -32010  # pole_sealBlock's "seal refused" (docs/RPC-POLE.md)
+    assert latest(w3).hash == head.hash and w3.pole.get_task(task.task_id).status is TaskStatus.OPEN
+    assert w3.pole.get_model(announcement.model_commitment) is not None  # revealed before the seal
     line = miner_lines(caplog)[-1]
-    assert f"test {result.test_bps} bps; node refused: pole_sealBlock: PoLe block refused" in line
+    assert f"test {result.test_bps} bps; node refused: PoLe block refused" in line
     assert miner.step().outcome is Outcome.SEEN
 
 
@@ -804,11 +823,11 @@ def test_refused_seal_is_reported_with_the_node_reason(
 def test_unreachable_node_is_retried_with_back_off_and_logged_once(
     restartable, digits, caplog, background
 ):
-    data_node = PoLeClient.connect(restartable.url)
+    data_node = pole_web3(restartable.url)
     task = post_task(data_node, digits)
     head = latest(data_node)
     restartable.stop()
-    miner = make_miner(RecordingClient.connect(restartable.url), poll_s=0.05)
+    miner = make_miner(RecordedWeb3(pole_web3(restartable.url)).w3, poll_s=0.05)
 
     def errors():
         return [r for r in caplog.records if r.name == "pole.miner" and r.getMessage().startswith("node error:")]
@@ -821,7 +840,7 @@ def test_unreachable_node_is_retried_with_back_off_and_logged_once(
         release_for(data_node, digits, task, head.hash, [announcement.model_commitment])
         result = job.result()
     assert result is not None and result.outcome is Outcome.SEALED
-    assert data_node.task(task.task_id).result.winner == MINER_ADDRESS
+    assert data_node.pole.get_task(task.task_id).result.winner == MINER_ADDRESS
 
     failures = errors()
     assert all(r.getMessage().startswith("node error: cannot connect to the node; retrying")
@@ -840,18 +859,18 @@ def test_node_outages_after_training_are_resumed_without_retraining(
 ):
     """The node goes away right before the announcement and again right before the seal:
     the miner retries each call and never trains twice."""
-    data_node = PoLeClient.connect(restartable.url)
+    data_node = pole_web3(restartable.url)
     task = post_task(data_node, digits)
     head = latest(data_node)
-    miner_client = RecordingClient.connect(restartable.url)
-    miner_client.before("pole_announce", restartable.stop)
-    miner_client.before("pole_sealBlock", restartable.stop)
+    miner_node = RecordedWeb3(pole_web3(restartable.url))
+    miner_node.before("pole_announce", restartable.stop)
+    miner_node.before("pole_sealBlock", restartable.stop)
     runs = spy_on_training(monkeypatch)
-    miner = make_miner(miner_client)
+    miner = make_miner(miner_node.w3)
 
     def outage_then_restart(method: str) -> None:
         wait_for(restartable.down.is_set, f"the outage before {method}")
-        wait_for(lambda: len(miner_client.made(method, ok=False)) == 1, f"{method} failing")
+        wait_for(lambda: len(miner_node.made(method, ok=False)) == 1, f"{method} failing")
         restartable.start()
 
     with caplog.at_level(logging.INFO, logger="pole.miner"):
@@ -863,11 +882,11 @@ def test_node_outages_after_training_are_resumed_without_retraining(
         result = job.result()
     assert result is not None and result.outcome is Outcome.SEALED, result
     assert len(runs) == 1  # trained once
-    assert [c.error is None for c in miner_client.made("pole_announce")] == [False, True]
-    assert [c.error is None for c in miner_client.made("pole_sealBlock")] == [False, True]
+    assert [c.error is None for c in miner_node.made("pole_announce")] == [False, True]
+    assert [c.error is None for c in miner_node.made("pole_sealBlock")] == [False, True]
     block = latest(data_node)
     assert bytes(block.hash) == result.block_hash and block.parentHash == head.hash
-    settled = data_node.task(task.task_id)
+    settled = data_node.pole.get_task(task.task_id)
     assert settled.result.winner == MINER_ADDRESS
     assert settled.result.model_commitment == announcement.model_commitment
     lines = miner_lines(caplog)
@@ -878,11 +897,11 @@ def test_node_outages_after_training_are_resumed_without_retraining(
 def test_node_outage_at_the_end_of_training_does_not_retrain(
     restartable, digits, monkeypatch, background
 ):
-    data_node = PoLeClient.connect(restartable.url)
+    data_node = pole_web3(restartable.url)
     task = post_task(data_node, digits)
     head = latest(data_node)
     runs = spy_on_training(monkeypatch, lambda trained: restartable.stop() if not runs[1:] else None)
-    job = background(make_miner(RecordingClient.connect(restartable.url)), run=True, once=True)
+    job = background(make_miner(RecordedWeb3(pole_web3(restartable.url)).w3), run=True, once=True)
     wait_for(restartable.down.is_set, "the outage")
     time.sleep(0.2)
     restartable.start()
@@ -897,29 +916,29 @@ def test_node_outage_at_the_end_of_training_does_not_retrain(
 # --------------------------------------------------------------------------------------
 
 
-def test_unusable_task_data_is_skipped_and_remembered(client, miner_client, digits, caplog):
+def test_unusable_task_data_is_skipped_and_remembered(w3, miner_node, digits, caplog):
     loose = digits.spec_blob + b" "  # the right spec, but not its canonical JSON
-    assert client.put_blob(loose) == keccak(loose)
-    task = post_task(client, digits, model_spec=keccak(loose))
-    miner = make_miner(miner_client)
+    assert w3.pole.put_blob(loose) == keccak(loose)
+    task = post_task(w3, digits, model_spec=keccak(loose))
+    miner = make_miner(miner_node.w3)
     with caplog.at_level(logging.INFO, logger="pole.miner"):
         result = miner.step()
     assert result.outcome is Outcome.BAD_TASK and "malformed" in result.reason
     assert result.task_id == task.task_id and not result.announced
-    assert miner_client.blob_requests() == [digits.train_digest, keccak(loose)]
+    assert miner_node.blob_requests() == [digits.train_digest, keccak(loose)]
     assert any("skipped: model spec 0x" in line for line in miner_lines(caplog))
     assert miner.step().outcome is Outcome.SEEN
-    dev(client, "evm_mine")  # a new head, the same task
+    dev(w3, "evm_mine")  # a new head, the same task
     assert miner.step().outcome is Outcome.BAD_TASK
-    assert len(miner_client.blob_requests()) == 2  # not fetched again
-    assert miner_client.made("pole_announce") == []
+    assert len(miner_node.blob_requests()) == 2  # not fetched again
+    assert miner_node.made("pole_announce") == []
 
 
-def test_missing_training_set_is_waited_for(client, miner_client, caplog, background):
+def test_missing_training_set_is_waited_for(w3, miner_node, caplog, background):
     data = task_data(4)  # a training set this node has never seen
-    task = post_task(client, data, upload_training_set=False)
-    head = latest(client)
-    miner = make_miner(miner_client)
+    task = post_task(w3, data, upload_training_set=False)
+    head = latest(w3)
+    miner = make_miner(miner_node.w3)
     with caplog.at_level(logging.INFO, logger="pole.miner"):
         first = miner.step()
         assert miner.step().outcome is Outcome.DATA_MISSING  # not done with the head
@@ -927,40 +946,40 @@ def test_missing_training_set_is_waited_for(client, miner_client, caplog, backgr
     assert first.reason.startswith(f"training set 0x{data.train_digest.hex()[:8]}… not available: ")
     assert sum("not available" in line for line in miner_lines(caplog)) == 1  # logged once
 
-    assert client.put_blob(data.train_blob) == data.train_digest
+    assert w3.pole.put_blob(data.train_blob) == data.train_digest
     job = background(miner)
-    announcement = wait_announcement(client, task, head.hash)
-    release_for(client, data, task, head.hash, [announcement.model_commitment])
+    announcement = wait_announcement(w3, task, head.hash)
+    release_for(w3, data, task, head.hash, [announcement.model_commitment])
     assert job.result().outcome is Outcome.SEALED
 
 
-def test_spec_for_another_dataset_is_a_bad_task(client, miner_client, digits):
+def test_spec_for_another_dataset_is_a_bad_task(w3, miner_node, digits):
     blob = model_spec_canonical_bytes(build_spec("mlp", 30, 10))
-    assert client.put_blob(blob) == keccak(blob)
-    post_task(client, digits, model_spec=keccak(blob))
-    result = make_miner(miner_client).step()
+    assert w3.pole.put_blob(blob) == keccak(blob)
+    post_task(w3, digits, model_spec=keccak(blob))
+    result = make_miner(miner_node.w3).step()
     assert result.outcome is Outcome.BAD_TASK and "model input has 60 values" in result.reason
-    assert miner_client.made("pole_announce") == []
+    assert miner_node.made("pole_announce") == []
 
 
-def test_unreachable_target_is_skipped_for_the_height(client, miner_client, digits, monkeypatch):
-    task = post_task(client, digits, min_train_bps=10000)
-    head = latest(client)
+def test_unreachable_target_is_skipped_for_the_height(w3, miner_node, digits, monkeypatch):
+    task = post_task(w3, digits, min_train_bps=10000)
+    head = latest(w3)
     runs = spy_on_training(monkeypatch)
-    miner = make_miner(miner_client, hyperparams=Hyperparams(max_epochs=2))
+    miner = make_miner(miner_node.w3, hyperparams=Hyperparams(max_epochs=2))
     result = miner.step()
     assert result.outcome is Outcome.TARGET_MISSED and "target 10000" in result.reason
     assert "stopped by epochs" in result.reason and runs[0].epochs == 2
-    assert client.announcements(task.task_id, bytes(head.hash)) == []
+    assert w3.pole.announcements(task.task_id, bytes(head.hash)) == []
     assert miner.step().outcome is Outcome.SEEN and len(runs) == 1
 
 
-def test_training_gets_a_share_of_the_time_left(client, miner_client, digits, monkeypatch, background):
+def test_training_gets_a_share_of_the_time_left(w3, miner_node, digits, monkeypatch, background):
     """'Now' is the head's time when the chain is ahead of the wall clock (evm_increaseTime)."""
-    task = post_task(client, digits)
-    dev(client, "evm_increaseTime", hex(90))
-    dev(client, "evm_mine")
-    head = latest(client)
+    task = post_task(w3, digits)
+    dev(w3, "evm_increaseTime", hex(90))
+    dev(w3, "evm_mine")
+    head = latest(w3)
     assert head.timestamp >= task.posted_at + 90 and head.timestamp > time.time()
     seen: dict = {}
     real_train = mining.train_model
@@ -970,21 +989,21 @@ def test_training_gets_a_share_of_the_time_left(client, miner_client, digits, mo
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(mining, "train_model", spy)
-    miner = make_miner(miner_client, train_fraction=0.25, seed=7)
+    miner = make_miner(miner_node.w3, train_fraction=0.25, seed=7)
     job = background(miner)
-    wait_announcement(client, task, head.hash)
+    wait_announcement(w3, task, head.hash)
     miner.stop()
     assert job.result().outcome is Outcome.STOPPED
     assert seen["time_limit_s"] == pytest.approx((task.deadline - head.timestamp) * 0.25)
     assert seen["target_train_bps"] == TARGET_BPS and seen["seed"] == 7
 
 
-def test_stop_ends_run_while_waiting(client, miner_client, digits, background):
-    task = post_task(client, digits)
-    head = latest(client)
-    miner = make_miner(miner_client)
+def test_stop_ends_run_while_waiting(w3, miner_node, digits, background):
+    task = post_task(w3, digits)
+    head = latest(w3)
+    miner = make_miner(miner_node.w3)
     job = background(miner, run=True)
-    wait_announcement(client, task, head.hash)  # the poster never answers
+    wait_announcement(w3, task, head.hash)  # the poster never answers
     miner.stop()
     result = job.result(timeout=5)
     assert result is not None and result.outcome is Outcome.STOPPED and result.announced
@@ -1029,28 +1048,28 @@ def test_cli_rejects_bad_key_and_url(capsys, monkeypatch):
     assert mine_cli.run(parse("--key", "0x01", "--rpc", "localhost:8545")) == 2
 
 
-def test_real_node_cli_once_exits_zero_after_sealing(client, devnode, digits):
-    task = post_task(client, digits)
-    head = latest(client)
-    args = parse("--rpc", devnode.url, "--key", "0x" + bytes(OTHER.key).hex(), "--once",
+def test_real_node_cli_once_exits_zero_after_sealing(w3, devnode, digits):
+    task = post_task(w3, digits)
+    head = latest(w3)
+    args = parse("--rpc", devnode.url, "--key", encode_hex(OTHER.key), "--once",
                  "--poll", "0.05", "--no-progress", "--seed", "3")
     statuses: list[int] = []
     thread = threading.Thread(target=lambda: statuses.append(mine_cli.run(args)), daemon=True)
     thread.start()
-    announcement = wait_announcement(client, task, head.hash)
-    release_for(client, digits, task, head.hash, [announcement.model_commitment])
+    announcement = wait_announcement(w3, task, head.hash)
+    release_for(w3, digits, task, head.hash, [announcement.model_commitment])
     thread.join(WAIT_S)
     assert statuses == [0]
-    settled = client.task(task.task_id)
-    assert settled.status == "settled" and settled.result.winner == OTHER_ADDRESS
+    settled = w3.pole.get_task(task.task_id)
+    assert settled.status is TaskStatus.SETTLED and settled.result.winner == OTHER_ADDRESS
 
 
-def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(client, devnode, digits):
+def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(w3, devnode, digits):
     """`pole mine` as a process: seals, moves on to the next height, exits 0 on SIGINT."""
-    later = post_task(client, digits)  # still open after `task` settles: the next height's
-    task = post_task(client, digits)
-    head = latest(client)
-    env = dict(child_environment(), **{mine_cli.MINER_KEY_VARIABLE: "0x" + bytes(MINER.key).hex()})
+    later = post_task(w3, digits)  # still open after `task` settles: the next height's
+    task = post_task(w3, digits)
+    head = latest(w3)
+    env = dict(child_environment(), **{mine_cli.MINER_KEY_VARIABLE: encode_hex(MINER.key)})
     process = subprocess.Popen(
         [sys.executable, "-m", "pole_chain", "mine", "--rpc", devnode.url, "--poll", "0.05",
          "--no-progress"],
@@ -1081,8 +1100,8 @@ def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(client, dev
     try:
         announced = wait_line(f"task {task.task_id} @ block {head.number} (")
         assert "announced 0x" in announced
-        (raw,) = client.announcements(task.task_id, bytes(head.hash))
-        release_for(client, digits, task, head.hash, [SolutionAnnouncement.decode(raw).model_commitment])
+        (raw,) = w3.pole.announcements(task.task_id, bytes(head.hash))
+        release_for(w3, digits, task, head.hash, [SolutionAnnouncement.decode(raw).model_commitment])
         assert "sealed block" in wait_line("sealed block")
         # On the new head the next best task is worked on.
         next_line = wait_line(f"task {later.task_id} @ block {head.number + 1} (")
@@ -1095,4 +1114,4 @@ def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(client, dev
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert client.task(task.task_id).status == "settled"
+    assert w3.pole.get_task(task.task_id).status is TaskStatus.SETTLED

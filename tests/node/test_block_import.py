@@ -46,9 +46,9 @@ def test_follower_imports_the_producers_blocks(producer, follower):
 def test_unknown_parent_and_tampered_blocks_are_rejected():
     producer, follower = Node(None, dev=True), Node(None, dev=True)
     try:
-        first, second = producer.mine_dev_blocks(2)
+        first, second = producer.dev_controls.mine(2)
         with producer.lock:
-            blocks = [producer.chain.get_block_by_hash(h) for h in (first, second)]
+            blocks = [producer.reader.block(producer.reader.header(h)) for h in (first, second)]
         with pytest.raises(BlockRejected, match="unknown parent"):
             follower.import_block(rlp.encode(blocks[1]))
         tampered = blocks[0].copy(header=blocks[0].header.copy(state_root=b"\x11" * 32))
@@ -90,8 +90,8 @@ def test_submit_pole_block_settles_the_task():
             "value": 10**18, "data": data, "gas": 500_000,
             "maxFeePerGas": 10 * 10**9, "maxPriorityFeePerGas": 10**9,
         }).raw_transaction)
-        assert [task.task_id for task, _result in node.tasks()] == [1]
-        assert node.best_task().task_id == 1
+        assert [task.task_id for task in node.tasks.all()] == [1]
+        assert node.tasks.best().task_id == 1
 
         request = dict(coinbase=miner, model_commitment=b"\x07" * 32, train_bps=9500,
                        test_bps=9300, release_digest=b"\x08" * 32)
@@ -99,11 +99,11 @@ def test_submit_pole_block_settles_the_task():
             node.submit_pole_block(SealRequest(task_id=2, **request))
         block_hash = node.submit_pole_block(SealRequest(task_id=1, **request))
         with node.lock:
-            assert node.head().hash == block_hash
-            assert node.state_at(node.head()).get_balance(miner) >= 10**18
-        [(task, result)] = node.tasks()
-        assert task.status == 2 and result[0] == to_checksum_address(miner)
-        assert node.best_task() is None
+            assert node.reader.head().hash == block_hash
+            assert node.reader.state_at(node.reader.head()).get_balance(miner) >= 10**18
+        [task] = node.tasks.all()
+        assert task.status == 2 and to_checksum_address(task.result.winner) == to_checksum_address(miner)
+        assert node.tasks.best() is None
     finally:
         node.close()
 
@@ -117,18 +117,20 @@ def test_a_better_sibling_sealed_later_returns_the_dropped_transactions_to_the_p
     node = Node(None, dev=False, verifier=AcceptingVerifier())
     try:
         node.submit_raw_transaction(post_task_tx(node.chain, reward=100, time_limit=600).encode())
-        assert node._seal_idle_block()
-        parent = node.head()
+        assert node.miners.seal_idle_block()
+        parent = node.reader.head()
         transfer = sign(node.chain, {"to": b"\x33" * 20, "value": 5, "nonce": 1})
         node.submit_raw_transaction(transfer.encode())
         seal = dict(task_id=1, model_commitment=keccak(b"m"), train_bps=9000, release_digest=keccak(b"r"))
         first = node.submit_pole_block(SealRequest(coinbase=b"\x11" * 20, test_bps=5000, **seal))
-        assert [tx.hash for tx in node.chain.get_block_by_hash(first).transactions] == [transfer.hash]
+        assert [tx.hash for tx in node.reader.block(node.reader.header(first)).transactions] == [
+            transfer.hash
+        ]
         assert transfer.hash not in node.mempool
         better = node.submit_pole_block(
             SealRequest(coinbase=b"\x22" * 20, test_bps=6000, parent_hash=parent.hash, **seal)
         )
-        assert node.head().hash == better
+        assert node.reader.head().hash == better
         assert transfer.hash in node.mempool  # dropped with the first block, pooled again
     finally:
         node.close()
@@ -148,6 +150,6 @@ def test_a_block_from_the_future_is_refused_until_its_time():
     try:
         with pytest.raises(BlockRejected, match="s in the future .limit 15 s.; try again later"):
             node.import_block(rlp.encode(future))
-        assert node.head().block_number == 0
+        assert node.reader.head().block_number == 0
     finally:
         node.close()

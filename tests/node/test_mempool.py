@@ -12,7 +12,14 @@ from pole_chain.chain.opening import open_chain
 from vm_hooks.params import CHAIN_ID
 from pole_chain.chain.database import open_database
 from vm_hooks.genesis import dev_accounts
-from pole_chain.node.mempool import MAX_TRANSACTION_SIZE, Mempool, TransactionRejected
+from pole_chain.node.mempool import (
+    ACCOUNT_QUEUE,
+    MAX_TRANSACTION_SIZE,
+    QUEUE_LIFETIME,
+    Mempool,
+    PoolLimits,
+    TransactionRejected,
+)
 
 GWEI = 10**9
 ACCOUNTS = dev_accounts()
@@ -212,3 +219,91 @@ def test_concurrent_admission_is_consistent(chain):
     for account in ACCOUNTS:
         sender = to_canonical_address(account.address)
         assert [tx.nonce for tx in ready if tx.sender == sender] == list(range(5))
+
+
+# -- limits (issue #7: a full queue must never lock its account out) -------------------
+
+
+def sender(account=ACCOUNTS[0]):
+    return to_canonical_address(account.address)
+
+
+def test_the_gap_filler_is_admitted_above_a_full_queue(chain):
+    pool = Mempool(CHAIN_ID)
+    for nonce in range(1, ACCOUNT_QUEUE + 1):
+        add(pool, chain, signed(chain, nonce=nonce))
+    message = rejection(pool, chain, signed(chain, nonce=ACCOUNT_QUEUE + 1))
+    assert f"queue is full: {ACCOUNT_QUEUE} transactions wait above a nonce gap" in message
+    assert f"limit ACCOUNT_QUEUE {ACCOUNT_QUEUE}" in message and "send nonce 0 first" in message
+    add(pool, chain, signed(chain, nonce=0, tip=1, fee_cap=3 * GWEI))  # any fee will do
+    ready = pool.executable(head_state(chain), base_fee(chain))
+    assert [tx.nonce for tx in ready] == list(range(ACCOUNT_QUEUE + 1))
+    assert pool.counts() == (ACCOUNT_QUEUE + 1, 0)
+
+
+def test_a_gap_filler_takes_the_top_queued_slot_when_the_pool_is_full(chain):
+    pool = Mempool(CHAIN_ID, limits=PoolLimits(global_slots=2))
+    for nonce in (0, 1):
+        add(pool, chain, signed(chain, ACCOUNTS[1], nonce=nonce))
+    for nonce in (2, 3):
+        add(pool, chain, signed(chain, nonce=nonce))
+    top = pool.transactions()[-1]
+    add(pool, chain, signed(chain, nonce=0))  # fills part of the gap: executable
+    assert top.hash not in pool and len(pool) == 4
+    add(pool, chain, signed(chain, nonce=1))  # the rest of it; nonce 2 makes room now
+    assert pool.pending_nonce(sender(), 0) == 2 and len(pool) == 4
+    assert pool.counts() == (4, 0)
+
+
+def test_a_lower_queued_nonce_replaces_the_top_of_a_full_account_queue(chain):
+    pool = Mempool(CHAIN_ID, limits=PoolLimits(account_queue=2))
+    for nonce in (5, 6):
+        add(pool, chain, signed(chain, nonce=nonce))
+    add(pool, chain, signed(chain, nonce=2))
+    assert sorted(tx.nonce for tx in pool.transactions()) == [2, 5]
+
+
+def test_global_slots_keep_account_slots_for_each_account(chain):
+    pool = Mempool(CHAIN_ID, limits=PoolLimits(global_slots=3, account_slots=1))
+    first_three = [signed(chain, nonce=n) for n in range(3)]
+    for tx in first_three:
+        add(pool, chain, tx)
+    add(pool, chain, signed(chain, ACCOUNTS[1], nonce=0))  # takes account 0's top slot
+    assert first_three[2].hash not in pool and len(pool) == 3
+    message = rejection(pool, chain, signed(chain, ACCOUNTS[1], nonce=1))
+    assert "transaction pool is full: 3 executable transactions (limit GLOBAL_SLOTS 3)" in message
+    assert "already has 1 (each account keeps ACCOUNT_SLOTS 1)" in message
+
+
+def test_global_queue_is_shared_out_by_taking_from_the_longest_queue(chain):
+    pool = Mempool(CHAIN_ID, limits=PoolLimits(global_queue=3))
+    for nonce in (5, 6):
+        add(pool, chain, signed(chain, ACCOUNTS[0], nonce=nonce))
+    add(pool, chain, signed(chain, ACCOUNTS[1], nonce=5))
+    add(pool, chain, signed(chain, ACCOUNTS[2], nonce=5))  # account 0's nonce 6 makes room
+    assert sorted(tx.nonce for tx in pool.transactions() if tx.sender == sender()) == [5]
+    message = rejection(pool, chain, signed(chain, ACCOUNTS[3], nonce=5))
+    assert "transaction pool queue is full: 3 transactions wait above a nonce gap" in message
+    assert "limit GLOBAL_QUEUE 3" in message
+
+
+def test_queued_transactions_expire_after_their_lifetime(chain):
+    now = [1000.0]
+    pool = Mempool(CHAIN_ID, clock=lambda: now[0])
+    executable, queued = signed(chain, nonce=0), signed(chain, nonce=5)
+    add(pool, chain, executable)
+    add(pool, chain, queued)
+    now[0] += QUEUE_LIFETIME - 1
+    assert pool.expire() == []
+    now[0] += 1
+    assert [tx.hash for tx in pool.expire()] == [queued.hash]
+    assert executable.hash in pool  # executable transactions never expire
+    add(pool, chain, signed(chain, nonce=5))  # the slot is free again
+
+
+def test_a_long_run_of_consecutive_nonces_is_admitted(chain):
+    pool = Mempool(CHAIN_ID)
+    for nonce in range(2 * ACCOUNT_QUEUE):  # once refused as "nonce too high"
+        add(pool, chain, signed(chain, nonce=nonce))
+    assert pool.counts() == (2 * ACCOUNT_QUEUE, 0)
+    assert len(pool.executable(head_state(chain), base_fee(chain))) == 2 * ACCOUNT_QUEUE

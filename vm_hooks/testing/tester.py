@@ -46,21 +46,10 @@ from vm_hooks.params import CHAIN_ID
 from vm_hooks.genesis import dev_accounts, genesis_params, genesis_state
 
 from vm_hooks.chain import PoLeChain
-from vm_hooks.consensus import DEV_SCORE
-from vm_hooks.idle_pow import ZERO_HASH, ZERO_NONCE
-from vm_hooks.seal import Seal
+from vm_hooks.seal import Seal, header_fields
 
 #: Selector of Solidity's and Vyper's ``Error(string)`` revert reason.
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
-
-#: Header fields of every block the tester produces: a PoLe dev seal.
-DEV_SEAL_FIELDS = {
-    "extra_data": Seal.dev().encode(),
-    "difficulty": DEV_SCORE,
-    "nonce": ZERO_NONCE,
-    "mix_hash": ZERO_HASH,
-}
-
 
 class PoLeTesterChainMixin:
     """The MiningChain side of the tester chain: every pending header carries a dev seal."""
@@ -70,7 +59,9 @@ class PoLeTesterChainMixin:
     ) -> BlockHeaderAPI:
         # Seal first (so transactions run under the header importers will see), and keep
         # the gas limit constant as eth-tester's own chain does.
-        params = {"gas_limit": parent_header.gas_limit, **header_params, **DEV_SEAL_FIELDS}
+        coinbase = header_params.get("coinbase", ZERO_ADDRESS)
+        dev_seal = header_fields(Seal.dev(), miner=coinbase)  # every tester block is a dev block
+        params = {"gas_limit": parent_header.gas_limit, **header_params, **dev_seal}
         return super().create_header_from_parent(parent_header, **params)  # type: ignore[misc]
 
     def get_transaction_builder(self) -> Type[TransactionBuilderAPI]:
