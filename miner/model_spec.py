@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Union
 
@@ -52,7 +53,11 @@ PADDINGS = ("same", "valid")
 
 
 class ModelSpecError(ValueError):
-    """A model spec (JSON or in memory) breaks the vocabulary, the shapes, or the limits."""
+    """A model spec (JSON or in memory) breaks the vocabulary, the shapes, or the limits.
+
+    Messages show offending values through `reprlib.repr`: a hostile spec of 16 KiB of
+    nesting is echoed as `[[[[[[...]]]]]]`, not in full into RPC errors and logs.
+    """
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ class ModelSpec:
 
 def _check_int(value, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ModelSpecError(f"{name} must be an integer, got {value!r}")
+        raise ModelSpecError(f"{name} must be an integer, got {reprlib.repr(value)}")
     if not low <= value <= high:
         raise ModelSpecError(f"{name} = {value} outside {low}..{high}")
     return value
@@ -152,7 +157,7 @@ def layer_shapes(spec: ModelSpec) -> list[tuple[int, ...]]:
             _check_int(layer.channels, f"{where} channels", 1, MAX_CHANNELS)
             _check_int(layer.kernel, f"{where} kernel", 1, MAX_KERNEL)
             if layer.padding not in PADDINGS:
-                raise ModelSpecError(f"{where} padding {layer.padding!r} not one of {PADDINGS}")
+                raise ModelSpecError(f"{where} padding {reprlib.repr(layer.padding)} not one of {PADDINGS}")
             if len(shape) != 3:
                 raise ModelSpecError(f"{where} needs a (c, h, w) input, got {shape}")
             c, h, w = shape
@@ -181,7 +186,7 @@ def layer_shapes(spec: ModelSpec) -> list[tuple[int, ...]]:
         elif isinstance(layer, ReLU):
             pass
         else:
-            raise ModelSpecError(f"layer {i}: unknown layer {layer!r}")
+            raise ModelSpecError(f"layer {i}: unknown layer {reprlib.repr(layer)}")
         if math.prod(shape) > MAX_ACTIVATION_VALUES:
             raise ModelSpecError(f"{where} output {shape} exceeds {MAX_ACTIVATION_VALUES} values")
         shapes.append(shape)
@@ -251,7 +256,7 @@ def _reject_duplicates(pairs):
 
 
 def _reject_float(text):
-    raise ModelSpecError(f"non-integer number {text!r}")
+    raise ModelSpecError(f"non-integer number {reprlib.repr(text)}")
 
 
 def model_spec_from_json(data: bytes | str, *, require_canonical: bool = False) -> ModelSpec:
@@ -284,7 +289,7 @@ def model_spec_from_obj(obj) -> ModelSpec:
     if set(obj) != expected:
         raise ModelSpecError(f"spec keys {sorted(obj)} must be exactly {sorted(expected)}")
     if obj["version"] != MODEL_SPEC_VERSION or isinstance(obj["version"], bool):
-        raise ModelSpecError(f"unsupported spec version {obj['version']!r}")
+        raise ModelSpecError(f"unsupported spec version {reprlib.repr(obj['version'])}")
     if not isinstance(obj["input_shape"], list):
         raise ModelSpecError("input_shape must be a list of integers")
     if not isinstance(obj["layers"], list):
@@ -304,7 +309,7 @@ def _layer_from_obj(i: int, entry) -> Layer:
         raise ModelSpecError(f"layer {i} must be an object with a 'type'")
     name = entry["type"]
     if not isinstance(name, str) or name not in _LAYER_TYPES:
-        raise ModelSpecError(f"layer {i}: unknown type {name!r}; known {sorted(_LAYER_TYPES)}")
+        raise ModelSpecError(f"layer {i}: unknown type {reprlib.repr(name)}; known {sorted(_LAYER_TYPES)}")
     fields = _LAYER_FIELDS[name]
     if set(entry) != {"type", *fields}:
         raise ModelSpecError(f"layer {i} ({name}) keys {sorted(entry)} must be type + {list(fields)}")
