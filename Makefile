@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install browser bench clean
 
 $(PY):
 	$(shell command -v $(PYTHON) >/dev/null 2>&1 && echo $(PYTHON) || echo python3) -m venv $(VENV)
@@ -16,10 +16,21 @@ $(STAMP): $(PY) pyproject.toml
 
 install: $(STAMP)
 
+# The dashboard's browser tests (tests/dashboard) drive Debian's Chromium through Playwright
+# (a test extra); nothing downloads a browser. A no-op when /usr/bin/chromium exists.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "tests/dashboard need Chromium: sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; }
+
 demo: $(STAMP)
 	$(VENV)/bin/pole demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m contracts.build --check
 	$(PY) -m pytest -q

@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import rlp
+from eth_keys import keys
 from eth_utils import keccak
 
 from miner.datasets import encode_dataset, load_builtin, split_dataset
@@ -30,6 +32,7 @@ from pole_chain.node.blob_store import BlobStore
 from pole_chain.chain.block_production import produce_idle_block, produce_pole_block
 from pole_chain.chain.opening import open_chain
 from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
+from vm_hooks.task import TaskAnchor
 from pole_chain.chain.database import open_database
 from vm_hooks.genesis import dev_accounts
 from pole_chain.node.solution_book import SolutionBook
@@ -82,12 +85,15 @@ def main() -> None:
 
     commitment = miner_book.reveal_model(model_blob, miner, parent.hash)
     release = Release.sign(
-        chain_id=CHAIN_ID, task_id=1, parent_hash=parent.hash, test_set_digest=keccak(test_blob),
+        chain_id=CHAIN_ID, task_id=1, anchor_hash=parent.hash, test_set_digest=keccak(test_blob),
         admitted=[commitment], private_key=POSTER.key,
     )
-    miner_book.add_release(release, best_open_task(state_at(miner_chain.chaindb.db, parent)))
+    anchored = TaskAnchor(parent.block_number, parent.hash)  # the task became best after it
+    miner_book.add_release(
+        release, replace(best_open_task(state_at(miner_chain.chaindb.db, parent)), anchor=anchored)
+    )
     pole_block = produce_pole_block(
-        miner_chain, [], coinbase=miner, task_id=1, model_commitment=commitment,
+        miner_chain, [], signer=keys.PrivateKey(MINER.key), task_id=1, model_commitment=commitment,
         train_bps=trained.train_bps, test_bps=test_bps, release_digest=release.digest,
     ).block
     encoded = rlp.encode(pole_block)
@@ -98,7 +104,10 @@ def main() -> None:
         for blob in (train_blob, test_blob, spec_blob):
             book.blobs.put(blob)
         verifier_chain.import_block(task_block)
-        book.add_release(release, best_open_task(state_at(verifier_chain.chaindb.db, parent)))
+        book.add_release(
+            release,
+            replace(best_open_task(state_at(verifier_chain.chaindb.db, parent)), anchor=anchored),
+        )
         book.reveal_model(model_blob, miner, parent.hash)
         block = rlp.decode(encoded, sedes=verifier_chain.get_vm_class_for_block_number(2).get_block_class())
         start = time.perf_counter()

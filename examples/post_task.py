@@ -2,7 +2,9 @@
 
 Run a node first (`pole node --dev`, or `pole node --mine-idle` for a full node), then:
 
-    python examples/post_task.py            # prints the new task id
+    .venv/bin/python examples/post_task.py                  # prints the new task id
+    .venv/bin/python examples/post_task.py --rpc http://127.0.0.1:8546   # another node
+    POLE_RPC=http://127.0.0.1:8546 .venv/bin/python examples/post_task.py
 
 What happens (pole_chain/clients/data_node.py does the work, this script shows the calls):
   1. the digits dataset is split; the 80 % training part and the model spec are uploaded
@@ -13,18 +15,31 @@ What happens (pole_chain/clients/data_node.py does the work, this script shows t
 Release the test set once miners have announced solutions: `pole task release ID --auto`
 (or see examples/watch_task.py).
 """
+import argparse
+import os
+import sys
+
+import requests
 from eth_account import Account
 
 from miner.pole_module import pole_web3
-from pole_chain.clients.data_node import post_task
+from pole_chain.clients.data_node import DataNodeError, post_task
 
-RPC_URL = "http://127.0.0.1:8545"
+DEFAULT_RPC = "http://127.0.0.1:8545"
 # The devnet's accounts come from the usual test mnemonic (same addresses as anvil/Hardhat).
 MNEMONIC = "test test test test test test test test test test test junk"
 
 
-def main() -> int:
-    w3 = pole_web3(RPC_URL)  # web3's HTTPProvider, with the `w3.pole` module attached
+def rpc_url(argv=None) -> str:
+    """--rpc URL, else $POLE_RPC, else the local default."""
+    parser = argparse.ArgumentParser(description="Post a PoLe training task (digits, mlp, 1 ETH).")
+    parser.add_argument("--rpc", default=os.environ.get("POLE_RPC", DEFAULT_RPC), metavar="URL",
+                        help=f"JSON-RPC URL of a PoLe node (default: $POLE_RPC or {DEFAULT_RPC})")
+    return parser.parse_args(argv).rpc
+
+
+def main(url: str = DEFAULT_RPC) -> int:
+    w3 = pole_web3(url)  # web3's HTTPProvider, with the `w3.pole` module attached
     Account.enable_unaudited_hdwallet_features()
     poster = Account.from_mnemonic(MNEMONIC, account_path="m/44'/60'/0'/0/0")  # account (0)
 
@@ -48,4 +63,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    main()
+    URL = rpc_url()
+    try:
+        main(URL)
+    except DataNodeError as error:  # the data node's one-line refusals (unfunded key, ...)
+        sys.exit(f"post_task.py: {error}")
+    except requests.ConnectionError:
+        sys.exit(f"post_task.py: no PoLe node answers at {URL} (start one: pole node --dev)")

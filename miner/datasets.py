@@ -348,15 +348,47 @@ _SKLEARN_LOADERS = {
     "wine": "load_wine",  # 178 x 13, 3 classes
     "iris": "load_iris",  # 150 x 4, 3 classes
 }
-BUILTIN_DATASETS: tuple[str, ...] = tuple(_SKLEARN_LOADERS)
+#: digits28: the same 1797 digits upsampled to 28x28 (MNIST's size, no download), see
+#: `upsample_digits`; raw values stay in 0..16, quantised like digits.
+DIGITS28_QUANTIZATION = FeatureQuantization(np.zeros(784), np.full(784, 16.0), "floor")
+BUILTIN_DATASETS: tuple[str, ...] = tuple(_SKLEARN_LOADERS) + ("digits28",)
 DEFAULT_DATASET = "digits"
+
+
+def _bilinear_weights(src: int, dst: int) -> np.ndarray:
+    """(dst, src) integer matrix W, rows summing to 2*dst: bilinear interpolation with pixel
+    centres aligned (torch's align_corners=False, edges clamped), times 2*dst. For 8 -> 28 the
+    source position of output pixel i is (4i - 5) / 14, so every weight is an integer / 56."""
+    scale = 2 * dst
+    weights = np.zeros((dst, src), dtype=np.int64)
+    for i in range(dst):
+        pos = (2 * i + 1) * src - dst  # source position times 2*dst
+        pos = min(max(pos, 0), (src - 1) * scale)
+        left, frac = divmod(pos, scale)
+        weights[i, left] += scale - frac
+        if frac:
+            weights[i, left + 1] += frac
+    return weights
+
+
+def upsample_digits(images: np.ndarray, size: int = 28) -> np.ndarray:
+    """(n, 8, 8) values 0..16 -> (n, size, size) float64 values 0..16: bilinear upsampling
+    computed in integers (W @ img @ W.T, exact in int64) and divided once by the weights'
+    scale, so the result is the same on every machine."""
+    n, h, w = images.shape
+    rows, cols = _bilinear_weights(h, size), _bilinear_weights(w, size)
+    exact = np.einsum("ia,nab,jb->nij", rows, images.astype(np.int64), cols)  # int64, exact
+    return exact / float(4 * size * size)
 
 
 def load_builtin_source(name: str) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of a built-in dataset exactly as scikit-learn ships them, before quantisation:
     the raw data a delivered model's user holds."""
-    if name not in _SKLEARN_LOADERS:
+    if name not in BUILTIN_DATASETS:
         raise DatasetFormatError(f"unknown built-in dataset {name!r}; choose from {BUILTIN_DATASETS}")
+    if name == "digits28":
+        raw, labels = load_builtin_source("digits")
+        return upsample_digits(raw.reshape(-1, 8, 8)).reshape(-1, 784), labels
     import sklearn.datasets
 
     bunch = getattr(sklearn.datasets, _SKLEARN_LOADERS[name])()
@@ -370,6 +402,9 @@ def load_builtin(name: str = DEFAULT_DATASET) -> Dataset:
     if name == "digits":
         return Dataset(DIGITS_QUANTIZATION.apply(raw), labels, num_classes=10,
                        image_shape=(1, 8, 8), quantization=DIGITS_QUANTIZATION)
+    if name == "digits28":
+        return Dataset(DIGITS28_QUANTIZATION.apply(raw), labels, num_classes=10,
+                       image_shape=(1, 28, 28), quantization=DIGITS28_QUANTIZATION)
     quantization = min_max_quantization(raw)
     return Dataset(quantization.apply(raw), labels, num_classes=int(labels.max()) + 1,
                    quantization=quantization)

@@ -1,36 +1,100 @@
 """Deterministic evaluation of an IntegerModel (consensus-critical).
 
-Everything here is numpy int64: integer matmul, add, rounding right shift, saturation, ReLU,
-max-pooling, argmax. No floats, no BLAS (numpy's integer matmul is its own exact loop), so the
-result is the same bit for bit on every machine, thread count and numpy version.
+Every value is an integer: integer weights and biases, rounding right shift, saturation, ReLU,
+max-pooling, argmax. The dot products are computed with float64 matrix products (BLAS dgemm)
+and converted back to int64, which is exact, bit for bit on every machine, thread count and
+BLAS: the model format (integer_model.py) guarantees that every partial sum of every dot
+product is an integer below 2**53 in magnitude, and float64 adds and multiplies such integers
+exactly, in any order, with or without FMA (proof in docs/ML.md, "Deterministic evaluation").
+Everything after the products (bias, rounding shift, saturation) is int64.
 
-No int64 overflow is possible: a parametric layer's input is either the SML output (|v| < 2**20)
-or a saturated activation (|v| <= 2**31); weights are at most 2**15 in magnitude; the fan-in is
-at most 2**14 (model_spec.MAX_FAN_IN). So every accumulator stays below
-2**31 * 2**15 * 2**14 + 2**31 (bias) + 2**61 (rounding term, shift <= 62) < 2**63.
+Kernels: a matmul of two float64 arrays (numpy -> BLAS dgemm: a plain sum of products per
+output). A convolution is an unfold (a sliding-window view of the padded input, copied into
+a (c*k*k, n*h'*w') patch matrix) followed by one such matmul; there is no FFT or Winograd
+convolution anywhere (their intermediate values are not the integers above, so they would not
+be exact). Activations of image layers are held channel-first over the whole batch,
+(c, n, h, w), so that each convolution is a single large GEMM whose output needs no
+transpose; `flatten` restores torch's per-sample channel-major order.
+
+Before the first use, `products_are_exact()` checks the BLAS against int64 on operands at
+the bounds; should a BLAS ever fail it (none known does), numpy's int64 matmul (exact, no
+BLAS, several times slower) computes the same integers instead.
+
+No int64 overflow is possible after the products: |acc| < 2**53, |bias| < 2**31, and the
+rounding term is at most 2**61 (shift <= 62), so acc + bias + 2**(shift-1) < 2**63.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
+
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from miner.datasets import Dataset
-from miner.integer_model import IntegerConv2d, IntegerDense, IntegerModel
-from miner.model_spec import Flatten, MaxPool2d, ModelSpec, ReLU, macs_per_sample
+from miner.integer_model import ACTIVATION_BOUND, IntegerConv2d, IntegerDense, IntegerModel
+from miner.model_spec import (
+    MAX_FAN_IN,
+    Conv2d,
+    Flatten,
+    MaxPool2d,
+    ModelSpec,
+    ReLU,
+    layer_shapes,
+    macs_per_sample,
+)
 from miner.sml import SML, SML_EXPANSION
 
-ACTIVATION_MIN = -(1 << 31)
-ACTIVATION_MAX = (1 << 31) - 1
+ACTIVATION_MIN = -ACTIVATION_BOUND
+ACTIVATION_MAX = ACTIVATION_BOUND - 1
 EVAL_BATCH = 512  # samples per batch; only bounds memory, results do not depend on it
-#: Integers held per batch at most (im2col patches of a wide conv are the big ones).
-BATCH_VALUES = 1 << 24
+#: Values held per batch at most (the patch matrix of a wide conv is the big one).
+BATCH_VALUES = 1 << 20
 #: Multiply-accumulates one evaluation may cost (SML + network over every sample): a block
 #: whose task needs more is refused by every node alike, before any work is done.
-MAX_EVALUATION_MACS = 1 << 31
+MAX_EVALUATION_MACS = 1 << 35
+
+_log = logging.getLogger("pole.evaluator")
 
 
 class IncompatibleModelError(ValueError):
     """The model does not fit the SML or dataset it is evaluated with."""
+
+
+# --- the exact product kernel ------------------------------------------------------------------
+
+
+@functools.cache
+def products_are_exact() -> bool:
+    """float64 matmul gives int64 matmul's integers on operands at the format's bounds.
+
+    Checked once per process: weights +-2**15 with random signs, activations +-2**24 (the
+    largest magnitudes the format allows), a fan-in of 2**13 so that partial sums reach
+    2**52, with carries across every bit.
+    """
+    rng = np.random.default_rng(53)
+    fan_in = MAX_FAN_IN // 2
+    a = rng.choice([-ACTIVATION_BOUND, ACTIVATION_BOUND - 1], size=(24, fan_in))
+    a[:, ::3] = rng.integers(-ACTIVATION_BOUND, ACTIVATION_BOUND, size=a[:, ::3].shape)
+    w = rng.choice([-(1 << 15), (1 << 15) - 1], size=(fan_in, 20))
+    w[0, :] = 1  # an odd term next to 2**52-sized sums
+    exact = a @ w  # int64, numpy's own loop
+    fast = (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    ok = bool(np.array_equal(exact, fast))
+    if not ok:
+        _log.warning("float64 BLAS matmul is not exact on integers; evaluating with int64 matmul")
+    return ok
+
+
+def integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for integer-valued arrays within the exactness bound -> int64, exact.
+
+    a and b may be float64 (already converted) or integers."""
+    if products_are_exact():
+        return np.matmul(a, b, dtype=np.float64).astype(np.int64)
+    return np.matmul(a.astype(np.int64), b.astype(np.int64))
 
 
 # --- the small pure functions --------------------------------------------------------------
@@ -44,36 +108,54 @@ def round_shift(x: np.ndarray, shift: int) -> np.ndarray:
 
 
 def saturate(x: np.ndarray) -> np.ndarray:
-    """Clamp to the int32 range (activations are int32 values held in int64)."""
+    """Clamp to [-2**24, 2**24 - 1], the activation range of the model format."""
     return np.clip(x, ACTIVATION_MIN, ACTIVATION_MAX)
 
 
-def requantize(acc: np.ndarray, shift: int) -> np.ndarray:
-    return saturate(round_shift(acc, shift))
+def requantize(acc: np.ndarray, bias: np.ndarray, shift: int, low: int = ACTIVATION_MIN) -> np.ndarray:
+    """saturate(round_shift(acc + bias, shift)), in place on the int64 accumulator. bias
+    broadcasts against acc. low = 0 also applies a following ReLU (relu(saturate(v)) =
+    clip(v, 0, max)); the evaluator uses it to save a pass, the result is the same."""
+    offset = bias.astype(np.int64)
+    if shift:
+        offset = offset + np.int64(1 << (shift - 1))
+    acc += offset
+    if shift:
+        acc >>= np.int64(shift)
+    return np.clip(acc, low, ACTIVATION_MAX, out=acc)
 
 
-def dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int) -> np.ndarray:
-    """x (n, fan_in), weight (units, fan_in), bias (units,) -> (n, units)."""
-    acc = x @ weight.astype(np.int64).T + bias.astype(np.int64)
-    return requantize(acc, shift)
+def dense(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, low: int = ACTIVATION_MIN
+) -> np.ndarray:
+    """x (n, fan_in), weight (units, fan_in), bias (units,) -> (n, units) int64."""
+    acc = integer_matmul(x.astype(np.float64), weight.astype(np.float64).T)
+    return requantize(acc, bias, shift, low)
+
+
+def conv2d_cf(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str, low: int = ACTIVATION_MIN
+) -> np.ndarray:
+    """Channel-first over the batch: x (c, n, h, w), weight (o, c, k, k) -> (o, n, h', w').
+    Stride 1, zero padding k//2 for "same"; cross-correlation, like torch.nn.Conv2d."""
+    c, n, h, w = x.shape
+    o, _, k, _ = weight.shape
+    p = k // 2 if padding == "same" else 0
+    padded = np.zeros((c, n, h + 2 * p, w + 2 * p), dtype=np.float64)
+    padded[:, :, p : p + h, p : p + w] = x
+    out_h, out_w = h + 2 * p - k + 1, w + 2 * p - k + 1
+    # windows[c, n, i, j, dy, dx] = padded[c, n, i + dy, j + dx]  (a view, no copy)
+    windows = sliding_window_view(padded, (k, k), axis=(2, 3))
+    # patches[(c, dy, dx), (n, i, j)]: the unfold, one copy with contiguous inner rows
+    patches = windows.transpose(0, 4, 5, 1, 2, 3).reshape(c * k * k, n * out_h * out_w)
+    acc = integer_matmul(weight.astype(np.float64).reshape(o, c * k * k), patches)
+    return requantize(acc, bias[:, None], shift, low).reshape(o, n, out_h, out_w)
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str) -> np.ndarray:
-    """x (n, c, h, w), weight (o, c, k, k), stride 1, zero padding k//2 for "same".
-    -> (n, o, h', w'). Cross-correlation, like torch.nn.Conv2d."""
-    n, c, h, w = x.shape
-    o, _, k, _ = weight.shape
-    if padding == "same":
-        p = k // 2
-        x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    out_h, out_w = x.shape[2] - k + 1, x.shape[3] - k + 1
-    # patches[n, c, dy, dx, i, j] = x[n, c, i + dy, j + dx]
-    patches = np.stack(
-        [x[:, :, dy : dy + out_h, dx : dx + out_w] for dy in range(k) for dx in range(k)], axis=2
-    ).reshape(n, c * k * k, out_h * out_w)
-    acc = weight.astype(np.int64).reshape(o, c * k * k) @ patches  # (n, o, out_h*out_w)
-    acc = acc + bias.astype(np.int64)[None, :, None]
-    return requantize(acc, shift).reshape(n, o, out_h, out_w)
+    """x (n, c, h, w), weight (o, c, k, k) -> (n, o, h', w'): `conv2d_cf` in torch's layout."""
+    out = conv2d_cf(x.transpose(1, 0, 2, 3), weight, bias, shift, padding)
+    return out.transpose(1, 0, 2, 3)
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -81,16 +163,26 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def maxpool2d(x: np.ndarray, size: int) -> np.ndarray:
-    """(n, c, h, w) -> (n, c, h // size, w // size); leftover rows/columns are dropped."""
-    n, c, h, w = x.shape
-    oh, ow = h // size, w // size
-    x = x[:, :, : oh * size, : ow * size].reshape(n, c, oh, size, ow, size)
-    return x.max(axis=(3, 5))
+    """(a, b, h, w) -> (a, b, h // size, w // size) over the last two axes (either layout);
+    leftover rows/columns are dropped."""
+    oh, ow = x.shape[2] // size, x.shape[3] // size
+    # the maximum of size*size strided views (numpy's max over the windows' axes is ~20x slower)
+    out = x[:, :, 0 : oh * size : size, 0 : ow * size : size].copy()
+    for dy in range(size):
+        for dx in range(size):
+            if dy or dx:
+                np.maximum(out, x[:, :, dy : oh * size : size, dx : ow * size : size], out=out)
+    return out
 
 
 def flatten(x: np.ndarray) -> np.ndarray:
     """(n, c, h, w) -> (n, c*h*w), channel-major (torch's order)."""
     return x.reshape(x.shape[0], -1)
+
+
+def flatten_cf(x: np.ndarray) -> np.ndarray:
+    """(c, n, h, w) -> (n, c*h*w), channel-major per sample (torch's order)."""
+    return flatten(x.transpose(1, 0, 2, 3))
 
 
 def argmax_lowest(logits: np.ndarray) -> np.ndarray:
@@ -115,6 +207,17 @@ def evaluation_macs(spec: ModelSpec, samples: int, features: int) -> int:
     return samples * (SML_EXPANSION * features * features + macs_per_sample(spec))
 
 
+def values_per_sample(spec: ModelSpec) -> int:
+    """The largest array one sample adds to a batch: an activation, or a conv's patches."""
+    shapes = layer_shapes(spec)
+    largest = math.prod(spec.input_shape)
+    for layer, before, after in zip(spec.layers, shapes, shapes[1:]):
+        largest = max(largest, math.prod(after))
+        if isinstance(layer, Conv2d):
+            largest = max(largest, before[0] * layer.kernel**2 * after[1] * after[2])
+    return largest
+
+
 def integer_logits(model: IntegerModel, sml: SML, features: np.ndarray) -> np.ndarray:
     """features (n, d) integers -> logits (n, num_classes) int64, within the consensus cost
     limit (a block whose evaluation would cost more is refused by every node alike)."""
@@ -135,28 +238,35 @@ def integer_forward(model: IntegerModel, sml: SML, features: np.ndarray) -> np.n
     (pole_chain/clients/model_delivery.py) calls it directly, so both compute the same numbers.
     """
     check_compatible(model, sml, features.shape[1])
-    per_sample = max(macs_per_sample(model.spec), sml.out_dim)
-    batch = max(1, min(EVAL_BATCH, BATCH_VALUES // per_sample))
-    batches = [
-        _forward(model, sml.apply_int(features[start : start + batch]))
-        for start in range(0, features.shape[0], batch)
-    ]
+    batch = max(1, min(EVAL_BATCH, BATCH_VALUES // values_per_sample(model.spec)))
+    batches = []
+    for chunk in range(0, features.shape[0], EVAL_BATCH):  # the SML in chunks of EVAL_BATCH
+        mapped = sml.apply_int(features[chunk : chunk + EVAL_BATCH])
+        batches += [_forward(model, mapped[start : start + batch]) for start in range(0, mapped.shape[0], batch)]
     return np.concatenate(batches, axis=0)
 
 
 def _forward(model: IntegerModel, x: np.ndarray) -> np.ndarray:
-    x = x.reshape((x.shape[0],) + model.spec.input_shape)  # SML output, int64
-    for layer in model.layers:
+    """SML output (n, input_dim) int64 -> logits (n, num_classes) int64. Image activations
+    are held as (c, n, h, w) (see the module docstring)."""
+    n = x.shape[0]
+    if len(model.spec.input_shape) == 3:
+        x = x.reshape((n,) + model.spec.input_shape).transpose(1, 0, 2, 3)
+    layers = model.layers
+    for i, layer in enumerate(layers):
+        # a ReLU right after a dense/conv layer is folded into its saturation (same values)
+        low = 0 if i + 1 < len(layers) and isinstance(layers[i + 1], ReLU) else ACTIVATION_MIN
         if isinstance(layer, IntegerDense):
-            x = dense(x, layer.weight, layer.bias, layer.shift)
+            x = dense(x, layer.weight, layer.bias, layer.shift, low)
         elif isinstance(layer, IntegerConv2d):
-            x = conv2d(x, layer.weight, layer.bias, layer.shift, layer.padding)
+            x = conv2d_cf(x, layer.weight, layer.bias, layer.shift, layer.padding, low)
         elif isinstance(layer, ReLU):
-            x = relu(x)
+            if i == 0 or not isinstance(layers[i - 1], (IntegerDense, IntegerConv2d)):
+                x = relu(x)
         elif isinstance(layer, MaxPool2d):
             x = maxpool2d(x, layer.size)
         elif isinstance(layer, Flatten):
-            x = flatten(x)
+            x = flatten_cf(x)
         else:
             raise IncompatibleModelError(f"unknown integer layer {layer!r}")
     return x

@@ -21,6 +21,20 @@ Encoding (the "model blob"; its keccak goes into the block's model commitment):
 
 Shapes are not stored: they follow from the spec. Decoding rejects truncated input, trailing
 bytes, unknown widths, out-of-range shifts, a non-canonical spec, and blobs over MAX_MODEL_BYTES.
+
+The exactness bound (checked on decode and on every IntegerModel, so a blob outside it is
+refused before any evaluation): every activation a layer reads is an integer with
+|a| <= ACTIVATION_BOUND = 2**24 (the evaluator saturates to it; the SML output is below 2**20),
+and for every output unit i of a dense / conv2d layer
+
+    sum_j |w_ij| * ACTIVATION_BOUND + |b_i|  <  EXACT_BOUND = 2**53.
+
+Then every partial sum of every dot product, in any order, is an integer below 2**53 in
+magnitude, which float64 represents exactly, so the evaluator may compute the products with
+float64 BLAS (docs/ML.md, "Deterministic evaluation"). int8 weights always meet it (fan-in
+<= 2**14 gives at most 2**7 * 2**14 * 2**24 = 2**45); int16 weights meet it unless a row's
+weights sum, in magnitude, to about 2**29 (all -2**15 at a fan-in of 2**14 is out, all
++-32767 is in).
 """
 
 from __future__ import annotations
@@ -52,6 +66,11 @@ MAX_MODEL_BYTES = 4 * 1024 * 1024
 MAX_SHIFT = 62
 WEIGHT_DTYPES = {1: np.dtype("<i1"), 2: np.dtype("<i2")}
 BIAS_DTYPE = np.dtype("<i4")
+#: Activations (and the SML output) a parametric layer reads are integers of at most this
+#: magnitude: the evaluator saturates every layer's output to [-2**24, 2**24 - 1].
+ACTIVATION_BOUND = 1 << 24
+#: Integers float64 holds exactly: every dot-product partial sum must stay below this.
+EXACT_BOUND = 1 << 53
 _HEADER = struct.Struct(">4sBI")  # magic, version, spec_len
 _LAYER_HEADER = struct.Struct(">BB")  # weight width, shift
 
@@ -128,6 +147,24 @@ def _check_params(i: int, layer, weight_shape: tuple[int, ...], out: int) -> Non
         raise ModelFormatError(f"layer {i}: bias must be int32 of shape ({out},)")
     if isinstance(layer.shift, bool) or not isinstance(layer.shift, int) or not 0 <= layer.shift <= MAX_SHIFT:
         raise ModelFormatError(f"layer {i}: shift {layer.shift!r} outside 0..{MAX_SHIFT}")
+    _check_exactness_bound(i, layer.weight.reshape(out, -1), layer.bias)
+
+
+def accumulator_bounds(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Per output unit: sum_j |w_ij| * ACTIVATION_BOUND + |b_i|, the largest magnitude any
+    partial sum of its dot product (bias included) can reach. weight (out, fan_in)."""
+    l1 = np.abs(weight.astype(np.int64)).sum(axis=1)  # <= 2**15 * 2**14: exact in int64
+    return l1 * ACTIVATION_BOUND + np.abs(bias.astype(np.int64))  # < 2**54: exact
+
+
+def _check_exactness_bound(i: int, weight: np.ndarray, bias: np.ndarray) -> None:
+    bounds = accumulator_bounds(weight, bias)
+    if bounds.size and int(bounds.max()) >= EXACT_BOUND:
+        row = int(np.argmax(bounds))
+        raise ModelFormatError(
+            f"layer {i}: unit {row} can accumulate {int(bounds[row])} "
+            f"(sum |w| * 2**24 + |b|), exactness bound 2**53 = {EXACT_BOUND}"
+        )
 
 
 # --- encoding ---------------------------------------------------------------------------

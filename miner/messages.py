@@ -51,15 +51,16 @@ class BadSignature(MessageError):
     """A message's signature does not recover to the miner or poster it names."""
 
 
-def commitment_for(model_blob: bytes, coinbase: bytes, parent_hash: bytes) -> bytes:
-    """The model commitment a block's mix_hash carries: keccak(model || coinbase || parent).
+def commitment_for(model_blob: bytes, coinbase: bytes, anchor_hash: bytes) -> bytes:
+    """The model commitment a block's mix_hash carries: keccak(model || coinbase || anchor).
 
-    Binding the coinbase and the parent means a copied commitment is worthless to anyone
-    else and at any other height.
+    Binding the coinbase and the task's anchor block means a copied commitment is worthless
+    to anyone else and for any other task or anchor; it stays valid on every descendant of
+    the anchor, so a miner whose parent was reorged away re-seals the same model.
     """
     _require_length("coinbase", coinbase, 20)
-    _require_length("parent_hash", parent_hash, 32)
-    return keccak(bytes(model_blob) + coinbase + parent_hash)
+    _require_length("anchor_hash", anchor_hash, 32)
+    return keccak(bytes(model_blob) + coinbase + anchor_hash)
 
 
 MessageT = TypeVar("MessageT", bound="_SignedMessage")
@@ -80,7 +81,7 @@ class _SignedMessage:
     version: int
     chain_id: int
     task_id: int
-    parent_hash: bytes
+    anchor_hash: bytes
     signature: bytes
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -176,7 +177,7 @@ class _SignedMessage:
             raise MessageError(f"unsupported {cls.NAME} version {f['version']!r}")
         _require_uint("chain_id", f["chain_id"], 1, MAX_UINT64)
         _require_uint("task_id", f["task_id"], 1, MAX_UINT64)
-        _require_length("parent_hash", f["parent_hash"], 32)
+        _require_length("anchor_hash", f["anchor_hash"], 32)
         cls._check_fields(f)
         _require_length(cls._signer_field, f[cls._signer_field], 20)
         if signed:
@@ -206,7 +207,7 @@ class _SignedMessage:
 
 
 class SolutionAnnouncement(_SignedMessage, rlp.Serializable):
-    """A miner's commit: "I trained a model for this task on this parent; here is its hash".
+    """A miner's commit: "I trained a model for this task at this anchor; here is its hash".
 
     The weights stay private until the poster's release admits the commitment, so no one
     can copy them in the meantime.
@@ -220,7 +221,7 @@ class SolutionAnnouncement(_SignedMessage, rlp.Serializable):
         ("version", big_endian_int),
         ("chain_id", big_endian_int),
         ("task_id", big_endian_int),
-        ("parent_hash", _HASH32),
+        ("anchor_hash", _HASH32),
         ("model_commitment", _HASH32),
         ("train_bps", big_endian_int),
         ("miner", _ADDRESS),
@@ -236,7 +237,7 @@ class SolutionAnnouncement(_SignedMessage, rlp.Serializable):
         *,
         chain_id: int,
         task_id: int,
-        parent_hash: bytes,
+        anchor_hash: bytes,
         model_commitment: bytes,
         train_bps: int,
         private_key: bytes | str,
@@ -247,7 +248,7 @@ class SolutionAnnouncement(_SignedMessage, rlp.Serializable):
             version=MESSAGE_VERSION,
             chain_id=chain_id,
             task_id=task_id,
-            parent_hash=parent_hash,
+            anchor_hash=anchor_hash,
             model_commitment=model_commitment,
             train_bps=train_bps,
         )
@@ -273,7 +274,7 @@ class Release(_SignedMessage, rlp.Serializable):
         ("version", big_endian_int),
         ("chain_id", big_endian_int),
         ("task_id", big_endian_int),
-        ("parent_hash", _HASH32),
+        ("anchor_hash", _HASH32),
         ("test_set_digest", _HASH32),
         ("admitted", CountableList(_HASH32, max_length=MAX_ADMITTED)),
         ("poster", _ADDRESS),
@@ -289,7 +290,7 @@ class Release(_SignedMessage, rlp.Serializable):
         *,
         chain_id: int,
         task_id: int,
-        parent_hash: bytes,
+        anchor_hash: bytes,
         test_set_digest: bytes,
         admitted: Iterable[bytes],
         private_key: bytes | str,
@@ -300,7 +301,7 @@ class Release(_SignedMessage, rlp.Serializable):
             version=MESSAGE_VERSION,
             chain_id=chain_id,
             task_id=task_id,
-            parent_hash=parent_hash,
+            anchor_hash=anchor_hash,
             test_set_digest=test_set_digest,
             admitted=tuple(sorted(set(admitted))),
         )

@@ -1,6 +1,12 @@
 """`pole mine`: the miner process on the command line (the loop itself is miner/mining.py).
 
-pole_chain/cli.py's SUBCOMMANDS points at `configure_mine_command`.
+pole_chain/cli/main.py's SUBCOMMANDS points at `configure_mine_command`.
+
+On start the miner bonds MINER_BOND in the task registry if its key is not bonded yet (data
+nodes admit announcements only from bonded miners: miner/bonds.py), logging it once.
+`--unbond` and `--withdraw-bond` manage the bond and exit. A node that does not answer at
+start ends the command after --node-timeout seconds; with --once, so does one that stops
+answering later.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Optional
 
@@ -18,6 +25,10 @@ MINER_KEY_VARIABLE = "POLE_MINER_KEY"
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 SUMMARY = "train the best task's model and seal PoLe blocks"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+log = logging.getLogger("pole.miner")
+DEFAULT_NODE_TIMEOUT_S = 30.0
+#: How often the start-up check asks a node that does not answer yet.
+NODE_RETRY_S = 0.5
 
 
 def _positive_int(text: str) -> int:
@@ -84,6 +95,16 @@ def configure_mine_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true",
                         help="stop after one attempt: a height trained for and announced, then "
                         "sealed, refused or abandoned (exit status 0 only if a block was sealed)")
+    parser.add_argument("--node-timeout", type=_positive_float, default=DEFAULT_NODE_TIMEOUT_S,
+                        metavar="SECONDS",
+                        help="give up when the node has not answered for this long: at start, "
+                        f"and with --once at any time (default: {DEFAULT_NODE_TIMEOUT_S:.0f})")
+    bond = parser.add_mutually_exclusive_group()
+    bond.add_argument("--unbond", action="store_true",
+                      help="request the miner bond back and exit (the miner stops counting as "
+                      "bonded now; --withdraw-bond works after the unbond delay, one day)")
+    bond.add_argument("--withdraw-bond", action="store_true",
+                      help="withdraw a bond whose unbond delay is over, and exit")
     parser.add_argument("--no-progress", action="store_true", help="no training progress bar")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                         help="logging verbosity on stderr (default: info)")
@@ -91,30 +112,118 @@ def configure_mine_command(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eth_account import Account
-
-    from miner.mining import Miner, MinerConfig, Outcome
+    """`pole mine`: check the key and URL, reach the node, bond if needed, then mine."""
+    from miner.bonds import BondError
+    from miner.mining import NodeUnreachable
     from miner.pole_module import pole_web3
-    from miner.training import Hyperparams
 
-    key = args.key or os.environ.get(MINER_KEY_VARIABLE)
-    if not key:
-        print(f"pole mine: give the miner's key with --key or ${MINER_KEY_VARIABLE}", file=sys.stderr)
+    account = _account(args)
+    if account is None:
         return 2
-    try:
-        account = Account.from_key(key)
-    except (ValueError, TypeError) as error:
-        print(f"pole mine: --key is not a private key: {error}", file=sys.stderr)
-        return 2
-    if not args.rpc.startswith(("http://", "https://")):
-        print(f"pole mine: --rpc must be an http(s) URL, got {args.rpc!r}", file=sys.stderr)
-        return 2
-
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    w3 = pole_web3(args.rpc)
+
+    def interrupt(signum: int, frame: Optional[FrameType]) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the miner like Ctrl-C, mid-training too
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
+    try:
+        _wait_for_node(w3, args.rpc, args.node_timeout)
+        if args.unbond or args.withdraw_bond:
+            return _manage_bond(w3, account, unbond=args.unbond)
+        _bond_on_start(w3, account)
+        return _mine(w3, account, args)
+    except (BondError, NodeUnreachable) as error:
+        print(f"pole mine: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before mining started (waiting for the node or a bond)
+        print("pole mine: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _account(args: argparse.Namespace):
+    """The miner's LocalAccount, or None after a one-line usage error."""
+    from eth_account import Account
+
+    key = args.key or os.environ.get(MINER_KEY_VARIABLE)
+    if not key:
+        print(f"pole mine: give the miner's key with --key or ${MINER_KEY_VARIABLE}", file=sys.stderr)
+        return None
+    try:
+        account = Account.from_key(key)
+    except (ValueError, TypeError) as error:
+        print(f"pole mine: --key is not a private key: {error}", file=sys.stderr)
+        return None
+    if not args.rpc.startswith(("http://", "https://")):
+        print(f"pole mine: --rpc must be an http(s) URL, got {args.rpc!r}", file=sys.stderr)
+        return None
+    return account
+
+
+def _wait_for_node(w3, url: str, timeout_s: float) -> None:
+    """Return once the node answers; NodeUnreachable after `timeout_s` of silence."""
+    from miner.mining import TRANSIENT_ERRORS, NodeUnreachable
+
+    give_up_at = time.monotonic() + timeout_s
+    said = False
+    while True:
+        try:
+            w3.eth.chain_id
+            return
+        except TRANSIENT_ERRORS as error:
+            if time.monotonic() >= give_up_at:
+                raise NodeUnreachable(
+                    f"no PoLe node answers at {url} after {timeout_s:.0f} s "
+                    f"({type(error).__name__}); is `pole node` running there?"
+                ) from None
+            if not said:
+                log.info("waiting up to %.0f s for the node at %s", timeout_s, url)
+                said = True
+            time.sleep(NODE_RETRY_S)
+
+
+def _bond_on_start(w3, account) -> None:
+    """Bond MINER_BOND unless the key is bonded: data nodes admit only bonded miners."""
+    from eth_utils import encode_hex
+
+    from miner.bonds import bond_state, describe, ensure_bonded, format_ether
+    from vm_hooks.params import MINER_BOND
+
+    tx_hash = ensure_bonded(w3, account)
+    if tx_hash is not None:
+        log.info("bonded %s in the task registry (transaction %s): data nodes admit this "
+                 "miner's announcements", format_ether(MINER_BOND), encode_hex(tx_hash))
+    else:
+        log.info("miner bond: %s", describe(bond_state(w3, account.address)))
+
+
+def _manage_bond(w3, account, *, unbond: bool) -> int:
+    """--unbond / --withdraw-bond: one transaction, one line on stdout."""
+    from miner.bonds import format_ether, request_unbond, withdraw_bond
+
+    if unbond:
+        available_at = request_unbond(w3, account)
+        print(f"{account.address}: unbond requested; no longer admitted by data nodes; "
+              f"withdraw with `pole mine --withdraw-bond` from block time {available_at}")
+    else:
+        amount = withdraw_bond(w3, account)
+        print(f"{account.address}: withdrew the bond of {format_ether(amount)}")
+    return 0
+
+
+def _mine(w3, account, args: argparse.Namespace) -> int:
+    """The mining loop until Ctrl-C/SIGTERM (or one finished attempt with --once)."""
+    from miner.mining import Miner, MinerConfig, Outcome
+    from miner.training import Hyperparams
+
     config = MinerConfig(
         seed=args.seed,
         hyperparams=Hyperparams(
@@ -126,25 +235,17 @@ def run(args: argparse.Namespace) -> int:
         train_fraction=args.train_fraction,
         poll_s=args.poll,
         progress=not args.no_progress,
+        give_up_after_s=args.node_timeout if args.once else None,
     )
-    miner = Miner(pole_web3(args.rpc), account, config)
-    log = logging.getLogger("pole.miner")
-    log.info("mining as %s on %s", account.address, args.rpc)
-
-    def interrupt(signum: int, frame: Optional[FrameType]) -> None:
-        raise KeyboardInterrupt  # SIGTERM ends the miner like Ctrl-C, mid-training too
-
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
+    miner = Miner(w3, account, config)
     try:
+        log.info("mining as %s on %s", account.address, args.rpc)
         result = miner.run(once=args.once)
     except KeyboardInterrupt:
         log.info("stopped")
         return 1 if args.once else 0
     finally:
         miner.stop()
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
     if args.once:
         return 0 if result is not None and result.outcome is Outcome.SEALED else 1
     return 0

@@ -1,21 +1,30 @@
-"""The miner process: one PoLe height at a time (DESIGN.md, "One height, step by step").
+"""The miner process: one task anchor at a time (DESIGN.md, "One height, step by step";
+docs/PROTOCOL.md, "Task anchor").
 
-    head      H = the node's latest block; each height is worked on once
-    task      T = the best open task at H (pole_bestTask); skip if none or overdue
+    task      T = the best open task at the node's head (pole_bestTask) and its anchor A,
+              the block after which T became best; each (T, A) is worked on once
     data      training set and model spec, fetched by digest and checked against T
-    train     behind sml_for(H, miner) until the integer model meets T.min_train_bps
-    commit    sign and announce (task, H, commitment, train_bps); weights stay private
-    release   wait for the poster's release for (T, H): signed by T's poster, names T's
-              test-set commitment, admits our commitment
-    reveal    evaluate on the released test set, reveal the model blob, seal a block on H
+    train     behind sml_for(A, miner) until the integer model meets T.min_train_bps
+    commit    sign and announce (task, A, commitment, train_bps); weights stay private
+    release   wait for the poster's release for (T, A): check_release (signed by T's
+              poster, for T at A, names T's test-set commitment, admits our commitment)
+    reveal    evaluate on the released test set, reveal the model blob, seal a block on
+              the node's current head (any descendant of A): the node builds it
+              (pole_buildBlock), the miner checks it carries its seal, signs it with the
+              coinbase key and submits it (pole_submitBlock)
 
-Work on a height is abandoned when the head moves before the poster released for our parent
-(someone else's block won), the deadline passes without a release, or the release does not
-admit us; each stop is logged with its reason. Once our parent is released we seal there
-even if a sibling already moved the head: fork choice keeps the best test accuracy. The miner
-talks to its node only through web3 (`w3.eth` and the `w3.pole` module), like any user.
+Idle blocks keep coming while the miner trains: the head moving changes nothing as long as
+(T, A) stays. Work is abandoned when the best task or its anchor changes before the poster
+released (someone else's block won, or another task became best), the deadline passes
+without a release, or the release does not admit us; each stop is logged with its reason.
+Once released we seal even if a sibling already settled T at the head: then on that
+sibling's parent, and fork choice keeps the best test accuracy. A seal refused because the
+head moved meanwhile, or a sealed block that did not end up in the chain (T is still best
+at a later head), is sealed again on the new head with the same model: the commitment is
+bound to A, not to the parent. The miner talks to its node only through web3 (`w3.eth` and
+the `w3.pole` module), like any user.
 
-`Miner.step()` does one height and returns a `HeightResult`; `Miner.run()` loops over steps,
+`Miner.step()` does one (task, anchor) and returns a `HeightResult`; `Miner.run()` loops over steps,
 backs off on node errors and never exits on one. Tests drive `step()` directly.
 """
 
@@ -28,15 +37,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import partial
 from enum import Enum
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import requests
+import rlp
 from eth_account.signers.local import LocalAccount
+from eth_keys import keys
 from eth_utils import encode_hex, keccak, to_canonical_address
 from web3 import Web3
 from web3.exceptions import Web3Exception, Web3RPCError
 
 from miner.datasets import Dataset, DatasetFormatError, decode_dataset
+from miner.encrypted_tasks import EncryptedTaskError, EncryptedTrainingSet, decode_training_blob
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import (
     IntegerModel,
@@ -45,13 +57,17 @@ from miner.integer_model import (
     decode_model,
     encode_model,
 )
+from miner.key_requests import KeysNotServed, obtain_training_inputs
 from miner.messages import MessageError, Release, SolutionAnnouncement, commitment_for
+from miner.release_rules import CommitmentNotAdmitted, ReleaseRefused, check_release
 from miner.model_spec import ModelSpec, ModelSpecError, model_spec_from_json
 from miner.sml import SML, SML_EXPANSION, sml_for
 from miner.quantize import TrainingDiverged
 from miner.training import Hyperparams, train_model
 from miner.pole_module import attach_pole, error_message
-from vm_hooks.task import Task
+from vm_hooks.seal import Seal, SealError, read_seal, sign_header, signing_hash
+from vm_hooks.task import Task, TaskAnchor
+from vm_hooks.vm import PoLePragueVM
 
 log = logging.getLogger("pole.miner")
 
@@ -61,6 +77,8 @@ DEFAULT_TRAIN_FRACTION = 0.5
 DEFAULT_POLL_S = 1.0
 #: A poster may release at its deadline; keep listening this long past it before giving up.
 RELEASE_GRACE_S = 5.0
+#: Seals of one model tried in a row while the node's head keeps moving under them.
+SEAL_ATTEMPTS = 3
 #: Back-off after a node error in `run()`: doubles from the poll interval up to this.
 MAX_BACKOFF_S = 30.0
 #: Decoded training sets and model specs kept by digest (tasks come back height after height).
@@ -69,6 +87,10 @@ BLOB_CACHE_ENTRIES = 8
 #: Errors that mean "the node is unreachable or refused a call": log, back off, retry.
 #: web3 raises Web3RPCError for a JSON-RPC error; requests' errors are OSErrors.
 TRANSIENT_ERRORS = (OSError, Web3Exception)
+
+
+class NodeUnreachable(RuntimeError):
+    """The node failed every call for `MinerConfig.give_up_after_s` seconds in a row."""
 
 
 class BadNodeAnswer(Web3Exception):
@@ -85,7 +107,7 @@ class Outcome(Enum):
     DATA_MISSING = "task data not available yet"
     BAD_TASK = "task data unusable"
     TARGET_MISSED = "training target not met"
-    HEAD_CHANGED = "head changed"
+    ANCHOR_CHANGED = "best task or its anchor changed"
     DEADLINE_PASSED = "deadline passed without a release"
     BAD_RELEASE = "release unusable"
     NOT_ADMITTED = "release does not admit us"
@@ -94,8 +116,8 @@ class Outcome(Enum):
     STOPPED = "stopped"
 
 
-#: Outcomes after which this head is done: later steps wait for the next head.
-_HEAD_DONE = {
+#: Outcomes after which this (task, anchor) is done: later steps wait for another one.
+_ANCHOR_DONE = {
     Outcome.BAD_TASK,
     Outcome.TARGET_MISSED,
     Outcome.DEADLINE_PASSED,
@@ -133,6 +155,9 @@ class MinerConfig:
     poll_s: float = DEFAULT_POLL_S
     release_grace_s: float = RELEASE_GRACE_S
     progress: bool = True  # tqdm bar while training (shown only on a terminal)
+    #: run() raises NodeUnreachable after node errors for this long in a row (None: never);
+    #: `pole mine --once` sets it, so a dead node ends the attempt instead of hanging.
+    give_up_after_s: Optional[float] = None
 
     def __post_init__(self) -> None:
         if not 0 < self.train_fraction <= 1:
@@ -150,10 +175,12 @@ class Head:
 
 @dataclass(frozen=True)
 class _Work:
-    """What training produced for one (head, task): kept so a retried step does not retrain."""
+    """What training produced for one (task, anchor): kept so a retried step does not
+    retrain, and a block that did not make it into the chain is sealed again."""
 
-    head: Head
+    head: Head  # when training started
     task: Task
+    anchor: TaskAnchor
     train: Dataset
     sml: SML
     model: IntegerModel
@@ -163,6 +190,25 @@ class _Work:
     seconds: float
     epochs: int
     announced: bool = False
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    """The block this miner sealed for a (task, anchor): to seal it again on a later head
+    if it does not end up in the chain."""
+
+    work: _Work
+    release: Release
+    test: Dataset
+    parent: bytes  # the parent the block was sealed on
+
+
+#: A task and the anchor it is worked on at: what a miner does once.
+_AnchorKey = tuple[int, Optional[TaskAnchor]]
+
+
+def _anchor_key(task: Task) -> _AnchorKey:
+    return task.task_id, task.anchor
 
 
 class _Stop(Exception):
@@ -176,6 +222,11 @@ class _Stop(Exception):
 
 def short(value: bytes) -> str:
     return encode_hex(value)[:10] + "…"
+
+
+def percent(bps: int) -> str:
+    """An accuracy in basis points as a person reads it: 9512 -> `95.12 %`."""
+    return f"{bps / 100:.2f} %"
 
 
 class Miner:
@@ -197,11 +248,13 @@ class Miner:
         self._clock = clock
         self._stop = threading.Event()
         self._chain_id: Optional[int] = None
-        self._done_head: Optional[bytes] = None  # the head the last finished attempt was on
+        self._done: Optional[_AnchorKey] = None  # the (task, anchor) last finished
+        self._sealed: Optional[_Sealed] = None  # what was sealed for it, to seal it again
         self._work: Optional[_Work] = None
         self._decoded: OrderedDict[bytes, object] = OrderedDict()  # digest -> Dataset | ModelSpec
+        self._decrypted: Optional[tuple] = None  # ((dataset digest, anchor), (train, sml)) of an encrypted task
         self._bad: dict[bytes, str] = {}  # digest -> why it cannot be used
-        self._last_note: Optional[tuple[bytes, Outcome, str]] = None
+        self._last_note: Optional[tuple] = None  # what _note logged last
 
     # -- control ----------------------------------------------------------------------
 
@@ -216,17 +269,25 @@ class Miner:
     def run(self, *, once: bool = False) -> Optional[HeightResult]:
         """Step height after height until `stop()`; with `once`, until one finished attempt.
 
-        Node errors are logged and retried with a doubling back-off; they never end the loop.
+        Node errors are logged and retried with a doubling back-off; they end the loop only
+        after `config.give_up_after_s` of them in a row (NodeUnreachable).
         Returns the last step's result (None if no step completed).
         """
         backoff = self.config.poll_s
         failures = 0  # consecutive failed steps: the first is a warning, repeats are debug
+        failing_since = 0.0
         result: Optional[HeightResult] = None
         while not self._stop.is_set():
             try:
                 result = self.step()
             except TRANSIENT_ERRORS as error:
                 failures += 1
+                failing_since = failing_since if failures > 1 else time.monotonic()
+                limit = self.config.give_up_after_s
+                if limit is not None and time.monotonic() - failing_since >= limit:
+                    raise NodeUnreachable(
+                        f"the node has not answered for {limit:.0f} s ({_describe(error)})"
+                    ) from None
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(level, "node error: %s; retrying (back-off up to %.0f s)",
                         _describe(error), MAX_BACKOFF_S)
@@ -244,21 +305,21 @@ class Miner:
             failures, backoff = 0, self.config.poll_s
             if once and result.finished_attempt:
                 break
-            if result.outcome not in (Outcome.HEAD_CHANGED, Outcome.SEALED):
+            if result.outcome not in (Outcome.ANCHOR_CHANGED, Outcome.SEALED):
                 self._stop.wait(self.config.poll_s)  # nothing new to do until the head moves
         return result
 
     # -- one height -------------------------------------------------------------------
 
     def step(self) -> HeightResult:
-        """Work on the current head once: from task selection to the sealed block."""
+        """Work on the best task at its anchor once: from task selection to the sealed block."""
         head = self.head()
-        if head.hash == self._done_head:
-            return HeightResult(Outcome.SEEN, head.number, head.hash)
         task: Optional[Task] = None
         work: Optional[_Work] = None
         try:
             task = self._select_task(head)
+            if _anchor_key(task) == self._done:
+                return self._answered_again(head, task)
             work = self._work_for(head, task)
             release, test = self._await_release(work)
             result = self._reveal_and_seal(work, release, test)
@@ -274,10 +335,24 @@ class Miner:
                 train_bps=work.train_bps if work else None,
             )
             self._note(head, task, result)
-        if result.outcome in _HEAD_DONE:
-            self._done_head = head.hash
+        if result.outcome in _ANCHOR_DONE and task is not None:
+            self._done = _anchor_key(task)
             self._work = None
         return result
+
+    def _answered_again(self, head: Head, task: Task) -> HeightResult:
+        """A (task, anchor) already finished: nothing to do, unless our sealed block is not
+        in this head's chain (the task would be settled there), e.g. its parent lost to a
+        heavier branch before the block reached the node. Then the same model is sealed
+        again on this head: its commitment is bound to the anchor, not to the parent."""
+        sealed = self._sealed
+        if sealed is None or _anchor_key(sealed.work.task) != _anchor_key(task) or sealed.parent == head.hash:
+            return HeightResult(Outcome.SEEN, head.number, head.hash, task_id=task.task_id)
+        log.info(
+            "%s: our block on %s is not in the chain at block %d; sealing the same model again",
+            _where(task, head), short(sealed.parent), head.number,
+        )
+        return self._reveal_and_seal(sealed.work, sealed.release, sealed.test)
 
     def head(self) -> Head:
         block = self.w3.eth.get_block("latest")
@@ -299,8 +374,8 @@ class Miner:
         task = self.w3.pole.best_task()
         if task is None:
             raise _Stop(Outcome.NO_TASK, "no open task")
-        if self.head().hash != head.hash:  # the task may be from a newer head
-            raise _Stop(Outcome.HEAD_CHANGED, "head moved while reading the best task")
+        if task.anchor is None:
+            raise BadNodeAnswer(f"the node names no anchor for best task {task.task_id}")
         if not task.is_open:
             raise _Stop(Outcome.NO_TASK, f"best task {task.task_id} is {task.status.label}")
         if task.deadline <= head.timestamp:
@@ -311,13 +386,13 @@ class Miner:
 
     def _work_for(self, head: Head, task: Task) -> _Work:
         work = self._work
-        if work is None or work.head != head or work.task.task_id != task.task_id:
+        if work is None or _anchor_key(work.task) != _anchor_key(task):
             work = self._work = self._train(head, task)
         if not work.announced:
             announcement = SolutionAnnouncement.sign(
                 chain_id=self.chain_id,
                 task_id=task.task_id,
-                parent_hash=head.hash,
+                anchor_hash=work.anchor.hash,
                 model_commitment=work.commitment,
                 train_bps=work.train_bps,
                 private_key=self.account.key,
@@ -325,8 +400,9 @@ class Miner:
             self.w3.pole.announce(announcement.encode())
             work = self._work = replace(work, announced=True)
             log.info(
-                "%s: trained to %d bps train in %.1f s (%d epochs), announced %s",
-                _where(task, head), work.train_bps, work.seconds, work.epochs, short(work.commitment),
+                "%s: trained to %s training accuracy in %.1f s (%d epochs), announced %s",
+                _where(task, head), percent(work.train_bps), work.seconds, work.epochs,
+                short(work.commitment),
             )
         return work
 
@@ -337,33 +413,40 @@ class Miner:
         time_left = task.deadline - self.now(head)
         if time_left <= 0:
             raise _Stop(Outcome.OVERDUE, f"deadline {task.deadline} has passed")
-        sml = sml_for(head.hash, self.address, train.d)
+        assert task.anchor is not None  # _select_task checked it
+        anchor = task.anchor
+        sml = sml_for(anchor.hash, self.address, train.d)
+        train, fitted_sml = self._training_inputs(task, train, sml)
         try:
             trained = train_model(
                 spec,
                 train,
-                sml,
+                fitted_sml,
                 target_train_bps=task.min_train_bps,
                 time_limit_s=time_left * self.config.train_fraction,
                 seed=self.config.seed,
                 hyperparams=self.config.hyperparams,
                 progress=self.config.progress,
-                should_stop=self._abandon_check(head),
+                should_stop=self._abandon_check(task),
             )
         except TrainingDiverged as error:
             raise _Stop(Outcome.TARGET_MISSED, f"{error} (try a lower learning rate)") from None
         if self._stop.is_set():
             raise _Stop(Outcome.STOPPED, "stopped during training")
         try:
-            moved = self.head().hash != head.hash
+            moved = self._anchor_changed(task)
         except TRANSIENT_ERRORS:
-            moved = False  # cannot tell now; the retried step compares heads before using the work
+            moved = False  # cannot tell now; the retried step compares anchors before using the work
         if moved:
-            raise _Stop(Outcome.HEAD_CHANGED, f"head moved during training ({trained.seconds:.1f} s)")
+            raise _Stop(
+                Outcome.ANCHOR_CHANGED,
+                f"best task or anchor changed during training ({trained.seconds:.1f} s)",
+            )
         if not trained.met_target:
             raise _Stop(
                 Outcome.TARGET_MISSED,
-                f"reached {trained.train_bps} bps train, target {task.min_train_bps} "
+                f"reached {percent(trained.train_bps)} training accuracy, target "
+                f"{percent(task.min_train_bps)} "
                 f"({trained.epochs} epochs, {trained.seconds:.1f} s, stopped by {trained.stopped_by})",
             )
         # Claim exactly what consensus will compute: from the blob, not the in-memory model.
@@ -373,23 +456,51 @@ class Miner:
             check_model_matches_task(model, task.model_spec)
         except ModelFormatError as error:
             raise _Stop(Outcome.BAD_TASK, f"trained model cannot be committed: {error}") from None
-        train_bps = evaluate_integer_model(model, sml, train)
+        train_bps = evaluate_integer_model(model, fitted_sml, train)
         return _Work(
             head=head,
             task=task,
+            anchor=anchor,
             train=train,
             sml=sml,
             model=model,
             blob=blob,
-            commitment=commitment_for(blob, self.address, head.hash),
+            commitment=commitment_for(blob, self.address, anchor.hash),
             train_bps=train_bps,
             seconds=trained.seconds,
             epochs=trained.epochs,
         )
 
-    def _abandon_check(self, head: Head) -> Callable[[], bool]:
-        """For train_model's between-epoch hook: stop when asked to or when the head moved
-        (asking the node at most once per poll interval)."""
+    def _training_inputs(self, task: Task, train, sml: SML):
+        """(training set, SML) to train on: as fetched, or for an encrypted task the
+        decrypted relu(S x) of every sample, once the data node served this miner's keys
+        for the anchor (miner/encrypted_tasks.py). Waits (DATA_MISSING) until then."""
+        if not isinstance(train, EncryptedTrainingSet):
+            return train, sml
+        assert task.anchor is not None
+        cache_key = (task.dataset_digest, task.anchor.hash)
+        if self._decrypted is not None and self._decrypted[0] == cache_key:
+            return self._decrypted[1]
+        try:
+            inputs = obtain_training_inputs(
+                self.w3, self.account, task, train, sml, self.chain_id, progress=self.config.progress
+            )
+        except KeysNotServed as error:
+            raise _Stop(Outcome.DATA_MISSING, str(error)) from None
+        except EncryptedTaskError as error:
+            raise _Stop(Outcome.BAD_TASK, str(error)) from None
+        self._decrypted = (cache_key, inputs)
+        return inputs
+
+    def _anchor_changed(self, task: Task) -> bool:
+        """Whether the node's best task or its anchor is no longer ``task``'s: new heads alone
+        (idle blocks) change neither."""
+        best = self.w3.pole.best_task()
+        return best is None or _anchor_key(best) != _anchor_key(task)
+
+    def _abandon_check(self, task: Task) -> Callable[[], bool]:
+        """For train_model's between-epoch hook: stop when asked to or when the best task or
+        its anchor changed (asking the node at most once per poll interval)."""
         next_check = time.monotonic() + self.config.poll_s
 
         def should_stop() -> bool:
@@ -400,7 +511,7 @@ class Miner:
                 return False
             next_check = time.monotonic() + self.config.poll_s
             try:
-                return self.head().hash != head.hash
+                return self._anchor_changed(task)
             except TRANSIENT_ERRORS:
                 return False
 
@@ -433,29 +544,30 @@ class Miner:
     # -- 5. release -------------------------------------------------------------------
 
     def _await_release(self, work: _Work) -> tuple[Release, Dataset]:
-        """Poll for the poster's release for (task, head) and its test set, until the
-        deadline (plus a short grace) passes, or the head moves while nothing is released
-        for our parent. Node errors only delay."""
-        task, head = work.task, work.head
+        """Poll for the poster's release for (task, anchor) and its test set, until the
+        deadline (plus a short grace) passes, or the best task or its anchor changes while
+        nothing is released for ours. New heads alone only delay; so do node errors."""
+        task, anchor = work.task, work.anchor
         give_up_at = task.deadline + self.config.release_grace_s
         release: Optional[Release] = None
         while True:
             if self._stop.is_set():
                 raise _Stop(Outcome.STOPPED, "stopped while waiting for the release")
-            current = head
+            current = work.head
             try:
                 if release is None:
-                    raw = self.w3.pole.get_release(task.task_id, head.hash)
+                    raw = self.w3.pole.get_release(task.task_id, anchor.hash)
                     release = None if raw is None else self._check_release(raw, work)
                 if release is not None:
-                    # Released for our parent: seal there even if a sibling already moved
-                    # the head; fork choice keeps the better block.
+                    # Released for our anchor: seal even if a sibling already settled the
+                    # task; fork choice keeps the better block.
                     return release, self._test_set(release, work.train)
                 current = self.head()
-                if current.hash != head.hash:
+                if self._anchor_changed(task):
                     raise _Stop(
-                        Outcome.HEAD_CHANGED,
-                        f"head moved to block {current.number} ({short(current.hash)})",
+                        Outcome.ANCHOR_CHANGED,
+                        f"at block {current.number} ({short(current.hash)}) the best task is "
+                        f"no longer task {task.task_id} at anchor {anchor.number}",
                     )
             except TRANSIENT_ERRORS as error:
                 # Not there yet (a test set travels separately) or the node hiccupped: the
@@ -467,30 +579,17 @@ class Miner:
             self._stop.wait(self.config.poll_s)
 
     def _check_release(self, raw: bytes, work: _Work) -> Release:
-        task, head = work.task, work.head
+        """The release, if check_release finds it valid for our task, anchor and commitment."""
         try:
-            release = Release.decode(raw).verify(self.chain_id)
+            release = Release.decode(raw)
         except MessageError as error:
             raise _Stop(Outcome.BAD_RELEASE, f"release rejected: {error}") from None
-        if release.task_id != task.task_id or release.parent_hash != head.hash:
-            raise _Stop(Outcome.BAD_RELEASE, "release is for another task or parent")
-        if release.poster != task.poster:
-            raise _Stop(
-                Outcome.BAD_RELEASE,
-                f"release signed by {encode_hex(release.poster)}, task poster is {encode_hex(task.poster)}",
-            )
-        if release.test_set_digest != task.test_set_commitment:
-            raise _Stop(
-                Outcome.BAD_RELEASE,
-                f"release names test set {short(release.test_set_digest)}, "
-                f"task committed to {short(task.test_set_commitment)}",
-            )
-        if not release.admits(work.commitment):
-            raise _Stop(
-                Outcome.NOT_ADMITTED,
-                f"release {short(release.digest)} admits {len(release.admitted)} "
-                f"commitment(s), not ours ({short(work.commitment)})",
-            )
+        try:
+            check_release(release, work.task, work.anchor.hash, self.chain_id, work.commitment)
+        except CommitmentNotAdmitted as error:
+            raise _Stop(Outcome.NOT_ADMITTED, str(error)) from None
+        except ReleaseRefused as error:
+            raise _Stop(Outcome.BAD_RELEASE, str(error)) from None
         return release
 
     def _test_set(self, release: Release, train: Dataset) -> Dataset:
@@ -514,6 +613,9 @@ class Miner:
     # -- 6. reveal and seal -----------------------------------------------------------
 
     def _reveal_and_seal(self, work: _Work, release: Release, test: Dataset) -> HeightResult:
+        """Seal on the node's current head (any descendant of the anchor); if the node
+        refuses while the head moves (the parent lost to another branch), seal the same
+        model again on the new head, a bounded number of times."""
         task, head = work.task, work.head
         test_bps = evaluate_integer_model(work.model, work.sml, test)
         result = partial(
@@ -526,37 +628,71 @@ class Miner:
             train_bps=work.train_bps,
             test_bps=test_bps,
         )
-        where = f"{_where(task, head)}: release {short(release.digest)}, test {test_bps} bps"
-        try:
-            revealed = self.w3.pole.reveal_model(work.blob, self.address, head.hash)
-            if revealed != work.commitment:
-                raise BadNodeAnswer(f"node computed commitment {short(revealed)}")
-            block_hash = self.w3.pole.seal_block(
-                parent_hash=head.hash,
-                coinbase=self.address,
-                task_id=task.task_id,
-                commitment=work.commitment,
-                train_bps=work.train_bps,
-                test_bps=test_bps,
-                release_digest=release.digest,
-            )
-        except (Web3RPCError, BadNodeAnswer) as error:
-            reason = _node_says(error)
-            log.warning("%s; node refused: %s", where, reason)
-            return result(Outcome.REFUSED, reason=reason)
-        log.info("%s; sealed block %d (%s)", where, head.number + 1, short(block_hash))
-        return result(Outcome.SEALED, block_hash=block_hash)
+        where = (
+            f"{_where(task, head)}: release {short(release.digest)}, train "
+            f"{percent(work.train_bps)}, test {percent(test_bps)}"
+        )
+        attempt = 1
+        while True:
+            parent = self._seal_parent(task)
+            try:
+                block_hash = self._seal_on(parent, work, release, test_bps)
+            except (Web3RPCError, BadNodeAnswer) as error:
+                reason = _node_says(error)
+                if attempt < SEAL_ATTEMPTS and self._seal_parent(task) != parent:
+                    log.info("%s; head moved while sealing on block %d (%s), sealing again",
+                             where, parent.number, reason)
+                    attempt += 1
+                    continue
+                log.warning("%s; node refused: %s", where, reason)
+                return result(Outcome.REFUSED, reason=reason)
+            self._sealed = _Sealed(work, release, test, parent.hash)
+            log.info("%s; sealed block %d (%s)", where, parent.number + 1, short(block_hash))
+            return result(Outcome.SEALED, block_hash=block_hash)
+
+    def _seal_parent(self, task: Task) -> Head:
+        """The node's head, unless a block there already settled ``task`` (a sibling sealed
+        first): then that block's parent, so both siblings meet in fork choice."""
+        head = self.head()
+        result = self.w3.pole.get_task(task.task_id).result
+        if result is None:
+            return head
+        block = self.w3.eth.get_block(result.block_number - 1)
+        return Head(int(block["number"]), bytes(block["hash"]), int(block["timestamp"]))
+
+    def _seal_on(self, parent: Head, work: _Work, release: Release, test_bps: int) -> bytes:
+        """Reveal the model, have the node build the block on ``parent``, sign and submit it."""
+        revealed = self.w3.pole.reveal_model(work.blob, self.address, work.anchor.hash)
+        if revealed != work.commitment:
+            raise BadNodeAnswer(f"node computed commitment {short(revealed)}")
+        seal = SealAsked(
+            parent_hash=parent.hash,
+            coinbase=self.address,
+            task_id=work.task.task_id,
+            commitment=work.commitment,
+            train_bps=work.train_bps,
+            test_bps=test_bps,
+            release_digest=release.digest,
+        )
+        built = self.w3.pole.build_block(**vars(seal))
+        signed = sign_built_block(built, seal, keys.PrivateKey(self.account.key))
+        return self.w3.pole.submit_block(signed)
 
     # -- logging ----------------------------------------------------------------------
 
     def _note(self, head: Head, task: Optional[Task], result: HeightResult) -> None:
-        """One line per outcome per head: waiting states are not repeated every poll."""
-        key = (head.hash, result.outcome, result.reason)
+        """One line per outcome per head; a waiting state (no task, overdue, data missing)
+        once until it changes, not again on every new idle block."""
+        quiet = result.outcome in (Outcome.NO_TASK, Outcome.OVERDUE, Outcome.DATA_MISSING)
+        key = (
+            (result.outcome, task.task_id if task else None)
+            if quiet
+            else (head.hash, result.outcome, result.reason)
+        )
         if key == self._last_note:
             return
         self._last_note = key
         where = _where(task, head) if task else f"block {head.number} ({short(head.hash)})"
-        quiet = result.outcome in (Outcome.NO_TASK, Outcome.OVERDUE, Outcome.DATA_MISSING)
         level = logging.INFO if quiet or result.outcome is Outcome.STOPPED else logging.WARNING
         verb = "" if quiet else "abandoned: "
         if result.outcome in (Outcome.BAD_TASK, Outcome.TARGET_MISSED):
@@ -565,7 +701,8 @@ class Miner:
 
 
 def _where(task: Task, head: Head) -> str:
-    return f"task {task.task_id} @ block {head.number} ({short(head.hash)})"
+    anchor = "" if task.anchor is None else f", anchor {task.anchor.number} ({short(task.anchor.hash)})"
+    return f"task {task.task_id} @ block {head.number}{anchor}"
 
 
 def _describe(error: BaseException) -> str:
@@ -582,8 +719,8 @@ def _node_says(error: BaseException) -> str:
     return error_message(error) if isinstance(error, Web3RPCError) else str(error)
 
 
-def _decode_training_set(data: bytes, digest: bytes) -> Dataset:
-    return decode_dataset(data)
+def _decode_training_set(data: bytes, digest: bytes) -> Dataset | EncryptedTrainingSet:
+    return decode_training_blob(data)
 
 
 def _decode_spec(data: bytes, digest: bytes) -> ModelSpec:
@@ -603,3 +740,43 @@ def _check_task_data(spec: ModelSpec, train: Dataset) -> None:
             Outcome.BAD_TASK,
             f"model has {spec.num_classes} classes, training set {train.num_classes}",
         )
+
+
+@dataclass(frozen=True)
+class SealAsked:
+    """A seal as the miner asks the node to build it (pole_buildBlock's seal object)."""
+
+    parent_hash: bytes
+    coinbase: bytes
+    task_id: int
+    commitment: bytes
+    train_bps: int
+    test_bps: int
+    release_digest: bytes
+
+
+def sign_built_block(
+    built: Mapping[str, bytes], asked: SealAsked, private_key: keys.PrivateKey
+) -> bytes:
+    """The RLP of the block pole_buildBlock answered, signed, once it is the block asked for.
+
+    The signature is what makes a seal usable (nobody else can re-wrap it), so the miner
+    signs only a block on its parent that carries its own seal; the node chose the
+    transactions and the timestamp. Raises BadNodeAnswer otherwise.
+    """
+    try:
+        block = rlp.decode(built["block"], sedes=PoLePragueVM.get_block_class())
+        sealed = read_seal(block.header)
+    except (rlp.exceptions.RLPException, SealError) as error:
+        raise BadNodeAnswer(f"the built block does not decode: {error}") from None
+    wanted = Seal.pole(asked.train_bps, asked.test_bps, asked.release_digest)
+    got = (block.header.parent_hash, sealed.miner, sealed.task_id, sealed.commitment, sealed.seal)
+    if got != (asked.parent_hash, asked.coinbase, asked.task_id, asked.commitment, wanted):
+        raise BadNodeAnswer(
+            f"the built block is not the seal asked for (parent {short(got[0])}, miner "
+            f"{short(got[1])}, task {got[2]}, commitment {short(got[3])}, {got[4]})"
+        )
+    if signing_hash(block.header) != built["signingHash"]:
+        raise BadNodeAnswer("the node's signing hash is not the built header's")
+    return rlp.encode(block.copy(header=sign_header(block.header, private_key)))
+

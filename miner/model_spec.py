@@ -43,12 +43,14 @@ MAX_KERNEL = 7
 MAX_POOL = 8
 MAX_INPUT_VALUES = 16384
 MAX_ACTIVATION_VALUES = 65536  # per sample, any layer
-MAX_PARAMETERS = 1_000_000
+MAX_PARAMETERS = 4_000_000  # an int8 blob of this many weights fits MAX_MODEL_BYTES (4 MiB)
 MAX_FAN_IN = 16384  # inputs per output unit; bounds the integer accumulators (docs/ML.md)
 MAX_CLASSES = 256
 #: Multiply-accumulates of one forward pass. Every validating node pays them for every sample
-#: of the training and test sets, so they are part of a spec's validity (see integer_eval).
-MAX_MACS_PER_SAMPLE = 1 << 21
+#: of the training and test sets, so they are part of a spec's validity (see integer_eval,
+#: whose MAX_EVALUATION_MACS also bounds samples x this). 2**23: an MLP 1568-1024-1024-1024-10
+#: (3.7 M) or a LeNet-size CNN on 28x28 (0.5 M) fit; docs/ML.md "Limits" has the timings.
+MAX_MACS_PER_SAMPLE = 1 << 23
 PADDINGS = ("same", "valid")
 
 

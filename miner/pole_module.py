@@ -41,7 +41,7 @@ from web3.method import Method
 from web3.module import Module
 from web3.types import RPCEndpoint
 
-from vm_hooks.task import Task, TaskResult, TaskStatus
+from vm_hooks.task import Task, TaskAnchor, TaskResult, TaskStatus
 
 # --------------------------------------------------------------------------------------
 # JSON-RPC values -> Python values
@@ -73,6 +73,11 @@ def result_from_rpc(value: Mapping[str, Any]) -> TaskResult:
     return TaskResult(**{field: parse(value[key]) for key, field, parse in _RESULT_FIELDS})
 
 
+def anchor_from_rpc(value: Mapping[str, Any]) -> TaskAnchor:
+    """The best task's `anchor` object: the block after which it became the best."""
+    return TaskAnchor(number=_quantity(value["number"]), hash=decode_hex(value["hash"]))
+
+
 _TASK_FIELDS = (
     ("id", "task_id", _quantity),
     ("poster", "poster", to_canonical_address),
@@ -87,6 +92,7 @@ _TASK_FIELDS = (
     ("deadline", "deadline", _quantity),
     ("status", "status", TaskStatus.from_label),
     ("result", "result", _optional(result_from_rpc)),
+    ("anchor", "anchor", _optional(anchor_from_rpc)),
 )
 
 
@@ -111,6 +117,9 @@ _SEAL_FORMATTERS = {
     "testBps": to_hex,
     "releaseDigest": encode_hex,
 }
+
+#: pole_buildBlock's answer: the unsigned block (RLP) and the hash its coinbase signs.
+_BUILT_BLOCK_FORMATTERS = {"block": decode_hex, "signingHash": decode_hex}
 
 
 # --------------------------------------------------------------------------------------
@@ -139,7 +148,7 @@ def _seal_munger(
     test_bps: int,
     release_digest: bytes,
 ) -> list[dict[str, Any]]:
-    """pole_sealBlock's one parameter, the seal object, from keyword arguments."""
+    """pole_buildBlock's one parameter, the seal object, from keyword arguments."""
     return [{
         "parentHash": parent_hash, "coinbase": coinbase, "taskId": task_id,
         "commitment": commitment, "trainBps": train_bps, "testBps": test_bps,
@@ -224,16 +233,39 @@ class PoLe(Module):
         request_formatters=_params(encode_hex),
         result_formatters=_result(_optional(decode_hex)),
     )
-    seal_block: Method[Callable[..., bytes]] = Method(
-        RPCEndpoint("pole_sealBlock"),
+    build_block: Method[Callable[..., dict[str, bytes]]] = Method(
+        RPCEndpoint("pole_buildBlock"),
         mungers=[_seal_munger],
         request_formatters=_params(apply_formatters_to_dict(_SEAL_FORMATTERS)),
-        result_formatters=_result(decode_hex),
+        result_formatters=_result(apply_formatters_to_dict(_BUILT_BLOCK_FORMATTERS)),
     )
     submit_block: Method[Callable[[bytes], bytes]] = Method(
         RPCEndpoint("pole_submitBlock"),
         request_formatters=_params(encode_hex),
         result_formatters=_result(decode_hex),
+    )
+
+    # -- encrypted tasks: key requests and bundles (miner/encrypted_tasks.py) -----------
+
+    request_keys: Method[Callable[[bytes], bool]] = Method(
+        RPCEndpoint("pole_requestKeys"),
+        request_formatters=_params(encode_hex),
+        result_formatters=_result(bool),
+    )
+    key_requests: Method[Callable[[int, bytes], list[bytes]]] = Method(
+        RPCEndpoint("pole_keyRequests"),
+        request_formatters=_params(to_hex, encode_hex),
+        result_formatters=_result(apply_formatter_to_array(decode_hex)),
+    )
+    put_keys: Method[Callable[[bytes], bool]] = Method(
+        RPCEndpoint("pole_putKeys"),
+        request_formatters=_params(encode_hex),
+        result_formatters=_result(bool),
+    )
+    get_keys: Method[Callable[[int, bytes, bytes], Optional[bytes]]] = Method(
+        RPCEndpoint("pole_getKeys"),
+        request_formatters=_params(to_hex, encode_hex, to_checksum_address),
+        result_formatters=_result(_optional(decode_hex)),
     )
 
 

@@ -1,8 +1,9 @@
 """The model checks of a PoLe seal: the ``SealVerifier`` that vm_hooks' consensus calls.
 
-By the time this runs, consensus has checked the seal's structure, the score and that the
-block's task is the best open task in the parent state. What is left needs the off-chain
-data: the release the block answers, the revealed model, the training and test sets. The
+By the time this runs, consensus has checked the seal's structure, the score, that the
+block's task is the best open task in the parent state and not overdue, and found the task's
+anchor on the block's branch; the SML seed, the commitment and the release are bound to
+that anchor. What is left needs the off-chain data: the release the block answers, the revealed model, the training and test sets. The
 checks run in DESIGN.md's order and each failure is a ``SealError`` subclass naming the rule
 and the values.
 
@@ -21,9 +22,11 @@ from eth.abc import BlockHeaderAPI
 from eth_utils import keccak
 
 from miner.datasets import Dataset, DatasetFormatError, decode_dataset
+from miner.encrypted_tasks import TrainingSetUnavailable, resolve_training_set
 from miner.integer_eval import IncompatibleModelError, check_compatible, evaluate_integer_model
 from miner.integer_model import ModelFormatError, check_model_matches_task, decode_model
-from miner.messages import MessageError, Release, commitment_for
+from miner.messages import Release, commitment_for
+from miner.release_rules import ReleaseRefused, check_release
 from miner.sml import sml_for
 from vm_hooks.params import CHAIN_ID
 from vm_hooks.registry_calls import Task
@@ -55,20 +58,25 @@ class ModelSealVerifier:
         self._data = data
         self._evaluated: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
 
-    def verify(self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task) -> None:
+    def verify(
+        self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task, anchor_hash: bytes
+    ) -> None:
         commitment = sealed.commitment
         release = self._release(sealed)
-        self._check_release(release, header, task, commitment)
+        try:
+            check_release(release, task, anchor_hash, CHAIN_ID, commitment)
+        except ReleaseRefused as error:
+            raise ReleaseError(str(error)) from None
         model_blob = self._data.model_for(commitment)
         if model_blob is None:
             raise DataUnavailableError(f"model for commitment {commitment.hex()} is not available")
-        if commitment_for(model_blob, sealed.miner, header.parent_hash) != commitment:
+        if commitment_for(model_blob, sealed.miner, anchor_hash) != commitment:
             raise ModelRejectedError(
                 f"model blob does not hash to commitment {commitment.hex()} with this "
-                "coinbase and parent"
+                f"coinbase and the task's anchor {anchor_hash.hex()}"
             )
         train_bps, test_bps = self._accuracies(
-            model_blob, task, header, task.dataset_digest, release.test_set_digest
+            model_blob, task, sealed.miner, anchor_hash, release.test_set_digest
         )
         if train_bps < task.min_train_bps:
             raise MinimumAccuracyError(
@@ -85,27 +93,26 @@ class ModelSealVerifier:
             )
 
     def _accuracies(
-        self, model_blob: bytes, task: Task, header: BlockHeaderAPI, train_digest: bytes, test_digest: bytes
+        self, model_blob: bytes, task: Task, miner: bytes, anchor_hash: bytes, test_digest: bytes
     ) -> tuple[int, int]:
         """(train bps, test bps) of the model under this block's SML, computed once.
 
-        Every variant of a block (other transactions, timestamp or claims) reuses the same
-        evaluation, so re-sending one admitted model costs a node hashing, not training-set
-        passes. Only completed evaluations are remembered.
+        Every variant of a block (other transactions, timestamp, claims, or another parent
+        below the same anchor) reuses the same evaluation, so re-sending one admitted model
+        costs a node hashing, not training-set passes. Only completed evaluations are
+        remembered.
         """
-        key = (
-            keccak(model_blob), task.model_spec, header.coinbase, header.parent_hash,
-            train_digest, test_digest,
-        )
+        train_digest = task.dataset_digest
+        key = (keccak(model_blob), task.model_spec, miner, anchor_hash, train_digest, test_digest)
         if key not in self._evaluated:
             try:
                 model = decode_model(model_blob)
                 check_model_matches_task(model, task.model_spec)
             except ModelFormatError as error:
                 raise ModelRejectedError(f"model rejected: {error}") from None
-            train_set = self._dataset(train_digest, "training set")
+            train_set = self._training_set(train_digest)
             test_set = self._dataset(test_digest, "test set")
-            sml = sml_for(header.parent_hash, header.coinbase, train_set.d)
+            sml = sml_for(anchor_hash, miner, train_set.d)
             try:
                 check_compatible(model, sml, train_set.d)
                 accuracies = (
@@ -129,32 +136,15 @@ class ModelSealVerifier:
             )
         return release
 
-    @staticmethod
-    def _check_release(
-        release: Release, header: BlockHeaderAPI, task: Task, commitment: bytes
-    ) -> None:
+    def _training_set(self, digest: bytes) -> Dataset:
+        """The clear training set; for an encrypted task the one its container commits to,
+        revealed with the release (miner/encrypted_tasks.py)."""
         try:
-            release.verify(CHAIN_ID)
-        except MessageError as error:
-            raise ReleaseError(f"release rejected: {error}") from None
-        if release.poster != task.poster:
-            raise ReleaseError(
-                f"release signed by 0x{release.poster.hex()}, task {task.task_id} was "
-                f"posted by 0x{task.poster.hex()}"
-            )
-        if release.task_id != task.task_id or release.parent_hash != header.parent_hash:
-            raise ReleaseError(
-                f"release answers task {release.task_id} at parent "
-                f"{release.parent_hash.hex()}, block is for task {task.task_id} at "
-                f"parent {header.parent_hash.hex()}"
-            )
-        if release.test_set_digest != task.test_set_commitment:
-            raise ReleaseError(
-                f"release test set {release.test_set_digest.hex()} does not match the "
-                f"task's commitment {task.test_set_commitment.hex()}"
-            )
-        if not release.admits(commitment):
-            raise ReleaseError(f"release does not admit commitment {commitment.hex()}")
+            return resolve_training_set(digest, self._data.blob)
+        except TrainingSetUnavailable as error:
+            raise DataUnavailableError(str(error)) from None
+        except DatasetFormatError as error:
+            raise DataUnavailableError(f"training set {digest.hex()} is malformed: {error}") from None
 
     def _dataset(self, digest: bytes, what: str) -> Dataset:
         blob = self._data.blob(digest)

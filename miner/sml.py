@@ -1,6 +1,6 @@
 """Secure mapping layer (SML): a fixed, non-trainable first layer bound to a block and a miner.
 
-    seed = keccak(parent_hash || miner)                       32 + 20 bytes in
+    seed = keccak(anchor_hash || miner)                       32 + 20 bytes in
     S    = ternary matrix, shape (SML_EXPANSION * d, d)       entries -1, 0, +1
     sml(x) = relu(S @ x)                                      int64, exact
 
@@ -32,20 +32,21 @@ import numpy as np
 from eth_utils import keccak
 
 SML_EXPANSION = 2
-PARENT_HASH_SIZE = 32
+ANCHOR_HASH_SIZE = 32
 MINER_ADDRESS_SIZE = 20
 MAX_SML_INPUT_DIM = 4096
 _ACCEPT_BELOW = 252  # largest multiple of 6 that fits a byte
 _COUNTER_BYTES = 8
 
 
-def sml_seed(parent_hash: bytes, miner: bytes) -> bytes:
-    """keccak(parent_hash || miner): 32-byte parent block hash, 20-byte miner address."""
-    if len(parent_hash) != PARENT_HASH_SIZE:
-        raise ValueError(f"parent hash must be {PARENT_HASH_SIZE} bytes, got {len(parent_hash)}")
+def sml_seed(anchor_hash: bytes, miner: bytes) -> bytes:
+    """keccak(anchor_hash || miner): the 32-byte hash of the task's anchor block (nobody can
+    train before it exists; docs/PROTOCOL.md, "Task anchor"), the 20-byte miner address."""
+    if len(anchor_hash) != ANCHOR_HASH_SIZE:
+        raise ValueError(f"anchor hash must be {ANCHOR_HASH_SIZE} bytes, got {len(anchor_hash)}")
     if len(miner) != MINER_ADDRESS_SIZE:
         raise ValueError(f"miner address must be {MINER_ADDRESS_SIZE} bytes, got {len(miner)}")
-    return keccak(bytes(parent_hash) + bytes(miner))
+    return keccak(bytes(anchor_hash) + bytes(miner))
 
 
 def keccak_stream(seed: bytes, num_blocks: int, first_block: int = 0) -> bytes:
@@ -111,15 +112,17 @@ class SML:
     def apply_int(self, features: np.ndarray) -> np.ndarray:
         """relu(S @ x) for each row x of features (n, input_dim) -> int64 (n, out_dim).
 
-        Exact: |S @ x| <= input_dim * 255 < 2**20 for features 0..255.
+        Exact: |S @ x| <= input_dim * 255 < 2**20 for features 0..255, so every partial sum is
+        an integer float64 holds exactly and the float64 (BLAS) product is computed in any order
+        without rounding (docs/ML.md, "Deterministic evaluation").
         """
         x = np.asarray(features)
         if x.dtype.kind not in "iu":
             raise TypeError(f"SML input must be integers, got {x.dtype}")
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"SML expects (n, {self.input_dim}) features, got {x.shape}")
-        mapped = x.astype(np.int64) @ self.matrix.astype(np.int64).T  # (n, out_dim)
-        return np.maximum(mapped, 0)
+        mapped = x.astype(np.float64) @ self.matrix.astype(np.float64).T  # (n, out_dim)
+        return np.maximum(mapped, 0).astype(np.int64)
 
     def apply_float(self, features: np.ndarray) -> np.ndarray:
         """What the float model sees: apply_int(x) / 2**output_shift, as float32 (exact)."""
@@ -148,11 +151,12 @@ def _cached_matrix(seed: bytes, rows: int, cols: int) -> np.ndarray:
     return matrix
 
 
-def sml_for(parent_hash: bytes, miner: bytes, input_dim: int) -> SML:
-    """The SML of `miner` building on the block `parent_hash`, for d = input_dim features."""
+def sml_for(anchor_hash: bytes, miner: bytes, input_dim: int) -> SML:
+    """The SML of `miner` for the task anchored at block `anchor_hash`, for d = input_dim
+    features."""
     if not 1 <= input_dim <= MAX_SML_INPUT_DIM:
         raise ValueError(f"SML input dimension {input_dim} outside 1..{MAX_SML_INPUT_DIM}")
-    seed = sml_seed(parent_hash, miner)
+    seed = sml_seed(anchor_hash, miner)
     matrix = _cached_matrix(seed, SML_EXPANSION * input_dim, input_dim)
     return SML(matrix=matrix, output_shift=output_shift_for(input_dim))
 

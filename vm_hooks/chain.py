@@ -5,11 +5,11 @@ strictly higher score, so two equal-scoring siblings would leave each node on wh
 saw first. PoLe breaks ties toward the lower ``tiebreak_key``, so every node agrees.
 
 The key of a PoLe block is keccak(release digest prefix || coinbase), not the block hash:
-anyone can re-wrap a published winning seal with other transactions or another timestamp
-and grind the block hash, and a miner cannot grind its own key either, because the release
-it answers is signed by the poster only after the miner has trained and announced. Two
-blocks with the same key carry the same seal (the same miner, paid the same way), and the
-one seen first stays.
+its miner can wrap its own seal again with other transactions or another timestamp (only
+the coinbase can sign a wrapping, vm_hooks/seal.py) and grind the block hash, but it cannot
+grind its key, because the release it answers is signed by the poster only after the miner
+has trained and announced. Two blocks with the same key carry the same seal (the same miner,
+paid the same way), and the one seen first stays.
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from eth.abc import BlockAPI, BlockHeaderAPI, BlockImportResult, DatabaseAPI
 from eth.chains.base import Chain
 from eth.constants import GENESIS_PARENT_HASH
 from eth.db.chain import ChainDB
+from eth.exceptions import HeaderNotFound
+from eth.db.chain_gaps import GapChange, GapInfo
+from eth.typing import ChainGaps
 from eth.db.schema import SchemaV1
 from eth_typing import Hash32
 from eth_utils import keccak
@@ -41,6 +44,28 @@ def tiebreak_key(header: BlockHeaderAPI) -> bytes:
 
 
 class PoLeChainDB(ChainDB):
+    @classmethod
+    def _update_header_chain_gaps(
+        cls,
+        db: DatabaseAPI,
+        persisting_header: BlockHeaderAPI,
+        base_gaps: ChainGaps = None,
+    ) -> GapInfo:
+        """py-evm's gap bookkeeping, surviving a heavier but shorter branch.
+
+        A PoLe sibling can beat a worse sibling that idle blocks already extended, so the
+        canonical chain gets shorter: py-evm's gaps still cover the dropped heights, and
+        persisting a new block there looks up a canonical header that no longer exists
+        (HeaderNotFound: the idle miner then failed on every block). With no canonical
+        header at that height there is no de-canonicalised block whose gap to reopen, and
+        the header-level gaps did not change (py-evm returns before the lookup otherwise).
+        """
+        try:
+            return super()._update_header_chain_gaps(db, persisting_header, base_gaps)
+        except HeaderNotFound:
+            gaps = base_gaps if base_gaps is not None else cls._get_header_chain_gaps(db)
+            return GapChange.NoChange, gaps
+
     @classmethod
     def _persist_header_chain(
         cls,

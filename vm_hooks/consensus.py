@@ -1,11 +1,13 @@
 """PoLe consensus: py-evm's seal checks for the three block kinds, split as clique splits them.
 
 ``validate_seal(header)`` checks what a header shows on its own (seal format, score equals
-the claimed test accuracy, the block kind is allowed here, idle proof of work), so headers
+the claimed test accuracy, a PoLe block is signed by its coinbase, the block kind is allowed
+here, idle proof of work), so headers
 can be synced and checked before state and blobs arrive. ``validate_seal_extension(header,
-parents)`` checks what needs the parent header and its post-state (the best open task, idle
-timing and retarget) and, through a pluggable ``SealVerifier`` (the miner package's model
-checks), the blobs. py-evm's ``Chain.validate_block`` runs both on every import; a block is
+parents)`` checks what needs the parent header and its post-state (the best open task, its
+deadline and anchor, idle timing and retarget) and, through a pluggable ``SealVerifier``
+(the miner package's model checks), the blobs. Idle blocks never depend on open tasks, so
+transactions confirm whatever is open (docs/PROTOCOL.md, "Task anchor"). py-evm's ``Chain.validate_block`` runs both on every import; a block is
 valid only if both pass. The checks are flat lists in DESIGN.md's order, each failure a
 ``SealError`` subclass (vm_hooks.seal_errors) naming the rule and the values.
 """
@@ -19,12 +21,17 @@ from eth.db.chain import ChainDB
 from eth.typing import Address
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.prague.state import PragueState
+from eth_typing import Hash32
+from eth_utils import to_checksum_address
 
 from vm_hooks.params import CHAIN_ID
 
+from .anchor import AncestorIndex, HeaderByHash, anchored_best_task
 from .idle_pow import IdleParams, expected_work, meets_work, pow_hash
-from .registry_calls import Task, best_open_task
-from .seal import DEV_SCORE, IDLE_SCORE, BlockKind, SealedHeader, read_seal
+from .registry_calls import Task
+from .seal import (
+    DEV_SCORE, IDLE_SCORE, BlockKind, SealedHeader, pole_score, read_seal, seal_signer,
+)
 from .seal_errors import (
     DevSealError,
     IdleSealError,
@@ -32,6 +39,8 @@ from .seal_errors import (
     IdleWorkError,
     NoVerifierError,
     ScoreClaimError,
+    SignerMismatchError,
+    TaskDeadlineError,
     TaskSelectionError,
 )
 
@@ -42,8 +51,13 @@ VALID_SEAL_MEMORY = 4096
 class SealVerifier(Protocol):
     """Checks a PoLe seal against its model, datasets and release (DESIGN.md rules)."""
 
-    def verify(self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task) -> None:
+    def verify(
+        self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task, anchor_hash: bytes
+    ) -> None:
         """Raise a ``SealError`` naming the broken rule; return None when the seal is valid.
+
+        ``anchor_hash`` is the task's anchor on this block's branch: the SML seed, the
+        commitment and the release are bound to it.
 
         Any other exception is a bug in the verifier: the block is then neither accepted
         nor remembered as invalid.
@@ -53,7 +67,9 @@ class SealVerifier(Protocol):
 class NoModelVerifier:
     """The verifier of a node that has no model evaluation wired in: refuses PoLe seals."""
 
-    def verify(self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task) -> None:
+    def verify(
+        self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task, anchor_hash: bytes
+    ) -> None:
         raise NoVerifierError("this node has no PoLe seal verifier configured")
 
 
@@ -93,13 +109,25 @@ def idle_allowed_from(parent: BlockHeaderAPI, idle: IdleParams) -> int:
 
 
 def validate_pole_header(sealed: SealedHeader) -> None:
-    """The score is the claimed test accuracy, so fork choice sums what miners claim."""
+    """The score is the claimed test accuracy in score units, so fork choice sums what
+    miners claim and a basis point outweighs every idle block of a task's span."""
     if sealed.test_bps == 0:
         raise ScoreClaimError("a PoLe block needs a test accuracy above 0 bps")
-    if sealed.score != sealed.test_bps:
+    if sealed.score != pole_score(sealed.test_bps):
         raise ScoreClaimError(
-            f"score (difficulty) {sealed.score} must equal the claimed test "
-            f"accuracy {sealed.test_bps} bps"
+            f"score (difficulty) {sealed.score} must be {pole_score(sealed.test_bps)}, the "
+            f"claimed test accuracy {sealed.test_bps} bps in score units"
+        )
+
+
+def validate_pole_signature(header: BlockHeaderAPI, sealed: SealedHeader) -> None:
+    """The coinbase signed everything else in the header, so nobody else can re-wrap a
+    published seal with other transactions or another timestamp."""
+    signer = seal_signer(header)
+    if signer != sealed.miner:
+        raise SignerMismatchError(
+            f"PoLe block signed by {to_checksum_address(signer)}, its coinbase is "
+            f"{to_checksum_address(sealed.miner)}"
         )
 
 
@@ -137,38 +165,40 @@ def validate_task_selection(sealed: SealedHeader, best_task: Optional[Task]) -> 
     return best_task
 
 
+def validate_task_deadline(header: BlockHeaderAPI, task: Task) -> None:
+    """A task is answered by its deadline: later, settlement expires it instead."""
+    if header.timestamp > task.deadline:
+        raise TaskDeadlineError(
+            f"PoLe block at {header.timestamp} for task {task.task_id}, whose deadline is "
+            f"{task.deadline}"
+        )
+
+
 def validate_idle_extension(
-    header: BlockHeaderAPI,
-    sealed: SealedHeader,
-    parent: BlockHeaderAPI,
-    best_task: Optional[Task],
-    idle: IdleParams,
+    header: BlockHeaderAPI, sealed: SealedHeader, parent: BlockHeaderAPI, idle: IdleParams
 ) -> None:
-    """Idle blocks only when nothing can be trained, after the reveal window, at the retarget."""
+    """Idle blocks carry transactions whatever tasks are open: after the reveal window of
+    a PoLe parent, at the retarget of the parent's work."""
     allowed_from = idle_allowed_from(parent, idle)
     if header.timestamp < allowed_from:
         raise IdleTimingError(
             f"idle block at {header.timestamp} inside the reveal window of PoLe block "
             f"#{parent.block_number} (idle blocks from {allowed_from})"
         )
-    if best_task is not None and best_task.deadline >= header.timestamp:
-        raise IdleTimingError(
-            f"idle block while task {best_task.task_id} is open until "
-            f"{best_task.deadline} (block time {header.timestamp})"
-        )
     work = expected_work(parent_idle_work(parent), parent.timestamp, header.timestamp, idle)
     if sealed.idle_work != work:
         raise IdleWorkError(f"idle work {sealed.idle_work}, expected {work}")
 
 
-def parent_of(
-    header: BlockHeaderAPI, parents: Iterable[BlockHeaderAPI], chaindb: ChainDB
-) -> BlockHeaderAPI:
-    """The parent among ``parents`` (headers not stored yet), else from the database."""
-    for parent in parents:
-        if parent.hash == header.parent_hash:
-            return parent
-    return chaindb.get_block_header_by_hash(header.parent_hash)
+def header_lookup(parents: Iterable[BlockHeaderAPI], chaindb: ChainDB) -> HeaderByHash:
+    """Headers by hash: among ``parents`` (headers not stored yet), else from the database."""
+    pending = {parent.hash: parent for parent in parents}
+
+    def header_by_hash(block_hash: Hash32) -> BlockHeaderAPI:
+        found = pending.get(block_hash)
+        return found if found is not None else chaindb.get_block_header_by_hash(block_hash)
+
+    return header_by_hash
 
 
 class PoLeConsensus(ConsensusAPI):
@@ -178,6 +208,7 @@ class PoLeConsensus(ConsensusAPI):
     idle: IdleParams = IdleParams()
     verifier: SealVerifier = NoModelVerifier()
     _valid_seals: "OrderedDict[bytes, bool]" = OrderedDict()
+    _ancestors: AncestorIndex = AncestorIndex()
 
     def __init__(self, context: ConsensusContextAPI) -> None:
         self._db = context.db
@@ -199,6 +230,7 @@ class PoLeConsensus(ConsensusAPI):
                 "idle": idle,
                 "verifier": verifier or NoModelVerifier(),
                 "_valid_seals": OrderedDict(),
+                "_ancestors": AncestorIndex(),
             },
         )
 
@@ -209,6 +241,7 @@ class PoLeConsensus(ConsensusAPI):
         sealed = read_seal(header)
         if sealed.kind is BlockKind.POLE:
             validate_pole_header(sealed)
+            validate_pole_signature(header, sealed)
         elif sealed.kind is BlockKind.IDLE:
             validate_idle_header(header, sealed, self.idle)
         else:
@@ -228,15 +261,26 @@ class PoLeConsensus(ConsensusAPI):
         if header.block_number == 0 or header.hash in self._valid_seals:
             return
         sealed = read_seal(header)
-        if sealed.kind is not BlockKind.DEV:
-            parent = parent_of(header, parents, self._chaindb)
-            best_task = best_open_task(state_at(self._db, parent))
-            if sealed.kind is BlockKind.POLE:
-                task = validate_task_selection(sealed, best_task)
-                self.verifier.verify(header, sealed, task)
-            else:
-                validate_idle_extension(header, sealed, parent, best_task, self.idle)
+        header_by_hash = header_lookup(parents, self._chaindb)
+        if sealed.kind is BlockKind.POLE:
+            self._validate_pole_extension(header, sealed, header_by_hash)
+        elif sealed.kind is BlockKind.IDLE:
+            parent = header_by_hash(header.parent_hash)
+            validate_idle_extension(header, sealed, parent, self.idle)
         self._remember_valid(header)
+
+    def _validate_pole_extension(
+        self, header: BlockHeaderAPI, sealed: SealedHeader, header_by_hash: HeaderByHash
+    ) -> None:
+        """The best open task of the parent state, its deadline, its anchor on this branch,
+        then the model verifier against that anchor."""
+        parent = header_by_hash(header.parent_hash)
+        anchored = anchored_best_task(state_at(self._db, parent))
+        task = validate_task_selection(sealed, anchored.task if anchored else None)
+        validate_task_deadline(header, task)
+        assert anchored is not None  # validate_task_selection refused "no task open"
+        anchor_hash = self._ancestors.ancestor_hash(parent, anchored.anchor_number, header_by_hash)
+        self.verifier.verify(header, sealed, task, anchor_hash)
 
     def _remember_valid(self, header: BlockHeaderAPI) -> None:
         self._valid_seals[header.hash] = True

@@ -31,6 +31,12 @@ GENESIS_TIMESTAMP: Final = 1_735_689_600  # 2025-01-01T00:00:00Z
 #: A task holds the best-task anchor for at most this long (docs/PROTOCOL.md, "Task anchor").
 MAX_TASK_TIME_LIMIT: Final = 86_400
 
+#: A PoLe block's score (difficulty) is its test accuracy in bps times this unit. Between a task's
+#: anchor and its deadline two branches differ by fewer than MAX_TASK_TIME_LIMIT + 15 idle
+#: blocks (score 1 each), far below one unit, so the better test accuracy always has the
+#: higher chain score (docs/PROTOCOL.md, "Task anchor").
+POLE_SCORE_UNIT: Final = 2**20
+
 #: Bond a miner holds in the registry for data nodes to admit its announcements, and how long
 #: after an unbond request it stays locked (the registry's MINER_BOND and UNBOND_DELAY).
 MINER_BOND: Final = 10**18

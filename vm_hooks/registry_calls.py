@@ -103,3 +103,10 @@ def best_open_task(state: StateAPI) -> Optional[Task]:
     """The task every miner must work on at this state, or None when nothing is open."""
     (task_id,) = view(state, "best_task")
     return read_task(state, task_id) if task_id else None
+
+
+def best_anchor(state: StateAPI) -> tuple[int, int]:
+    """(task id, anchor block number): the best open task after the latest block at this
+    state and the number of the block after which it became best (0, n when none is open)."""
+    task_id, number = view(state, "best_anchor")
+    return task_id, number

@@ -33,7 +33,7 @@ class IdleSealError(SealError):
 
 
 class IdleTimingError(IdleSealError):
-    """An idle block while a task is open, or inside a PoLe block's reveal window."""
+    """An idle block inside a PoLe block's reveal window (open tasks do not stop idle blocks)."""
 
 
 class IdleWorkError(IdleSealError):
@@ -42,6 +42,10 @@ class IdleWorkError(IdleSealError):
 
 class TaskSelectionError(SealError):
     """A PoLe block for a task that is not the best open task in its parent's state."""
+
+
+class TaskDeadlineError(TaskSelectionError):
+    """A PoLe block whose timestamp is after its task's deadline."""
 
 
 class NoVerifierError(SealError):
@@ -66,3 +70,16 @@ class MinimumAccuracyError(SealError):
 
 class AccuracyMismatchError(SealError):
     """A claimed training or test accuracy differs from the evaluated one."""
+
+
+class SealSignatureError(SealError):
+    """A PoLe block is not signed by its coinbase (the signature covers the rest of the header)."""
+
+
+class SignatureFormatError(SealSignatureError):
+    """The signature fields do not hold a canonical EIP-2098 signature (r or s out of range,
+    s in the upper half, no curve point for r)."""
+
+
+class SignerMismatchError(SealSignatureError):
+    """The signature recovers another address than the coinbase: a re-wrapped or forged seal."""

@@ -50,8 +50,18 @@ class TaskResult:
 
 
 @dataclass(frozen=True)
+class TaskAnchor:
+    """The block after which a task became the best open task (docs/PROTOCOL.md, "Task
+    anchor"): its SML seed, model commitments, announcements and release are bound to it."""
+
+    number: int
+    hash: bytes
+
+
+@dataclass(frozen=True)
 class Task:
-    """A task as the registry stores it, with its result once it is settled."""
+    """A task as the registry stores it, with its result once it is settled, and its anchor
+    where a node reports it as the best open task."""
 
     task_id: int
     poster: bytes
@@ -66,6 +76,7 @@ class Task:
     deadline: int
     status: TaskStatus
     result: Optional[TaskResult] = None
+    anchor: Optional[TaskAnchor] = None
 
     @property
     def is_open(self) -> bool:

@@ -1,8 +1,10 @@
 """The PoLe VM: py-evm's Prague VM plus one mixin.
 
 The mixin swaps the post-merge seal rules (difficulty 0, nonce 0) for PoLe's, runs the
-settlement system call while finalising every block, and refuses transactions signed for
-another chain (py-evm alone does not check the chain id).
+settlement system call while finalising every block, refuses transactions signed for
+another chain (py-evm alone does not check the chain id), and keeps ``requests_hash``, which
+carries half of a PoLe block's seal signature (vm_hooks/seal.py), instead of recomputing it:
+this chain has no EIP-7685 request contracts, so a block with a request is refused.
 """
 from __future__ import annotations
 
@@ -80,6 +82,11 @@ def validate_sender(transaction: SignedTransactionAPI) -> None:
         raise BadSenderSignatureError(f"transaction signature recovers no sender: {exc}") from exc
 
 
+class UnexpectedRequestsError(ValidationError):
+    """A block produced EIP-7685 requests (deposits, withdrawals, consolidations): there is no
+    beacon chain to take them, and requests_hash carries the seal signature instead."""
+
+
 class PoLeVMMixin:
     consensus_class = PoLeConsensus
     create_header_from_parent = staticmethod(create_pole_header_from_parent)
@@ -104,6 +111,25 @@ class PoLeVMMixin:
         validate_chain_id(transaction)
         validate_sender(transaction)
         super().validate_transaction_against_header(base_header, transaction)  # type: ignore[misc]
+
+    def import_block(self, block: BlockAPI) -> BlockAndMetaWitness:
+        # py-evm rebuilds the header from some of the block's fields and then recomputes
+        # requests_hash: start from the block's value, which compute_requests_hash keeps.
+        own = self.get_block()  # type: ignore[attr-defined]
+        header = own.header.copy(requests_hash=block.header.requests_hash)
+        self._block = own.copy(header=header)
+        return super().import_block(block)  # type: ignore[misc]
+
+    @staticmethod
+    def compute_requests_hash(block: BlockAPI) -> BlockAPI:
+        # Prague hashes the block's requests here; PoLe keeps the header's value (see above).
+        carrying = [request for request in block.block_requests if len(request) > 1]
+        if carrying:
+            raise UnexpectedRequestsError(
+                f"block produced {len(carrying)} EIP-7685 request(s) of type(s) "
+                f"{sorted(request[0] for request in carrying)}; this chain takes none"
+            )
+        return block
 
     def finalize_block(self, block: BlockAPI) -> BlockAndMetaWitness:
         if block.number > 0:

@@ -4,6 +4,11 @@ The block is built with its seal fields already in the header (so the execution 
 coinbase and PREVRANDAO included, is the one importers will see), transactions that fail
 validation are left out, and the result goes through the chain's full validation (seal
 included) before it is persisted: a node never stores a block its peers would refuse.
+
+A PoLe block must be signed by its coinbase (vm_hooks/seal.py), whose key a node does not
+hold: ``build_pole_block`` builds it unsigned, the miner signs it (``sign_pole_block``) and
+the node imports the signed block. ``produce_pole_block`` does all three for a caller that
+holds the key (tests, benchmarks).
 """
 from __future__ import annotations
 
@@ -14,13 +19,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from eth.constants import ZERO_ADDRESS
 from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
+from eth_keys import keys
 from eth_typing import Address
 from eth_utils import ValidationError
 
 from vm_hooks.chain import PoLeChain
 from vm_hooks.consensus import idle_allowed_from, parent_idle_work
 from vm_hooks.idle_pow import IdleParams, expected_work, pow_hash, solve
-from vm_hooks.seal import Seal, header_fields
+from vm_hooks.seal import Seal, header_fields, sign_header
 
 #: Header fields that carry a seal, as ``vm_hooks.seal.header_fields`` builds them.
 SealFields = Dict[str, Any]
@@ -150,7 +156,7 @@ def produce_idle_block(
     return persist(chain, solve_idle_block(produced, work, stop))
 
 
-def produce_pole_block(
+def build_pole_block(
     chain: PoLeChain,
     transactions: Sequence[SignedTransactionAPI],
     *,
@@ -163,7 +169,7 @@ def produce_pole_block(
     timestamp: Optional[int] = None,
     parent: Optional[BlockHeaderAPI] = None,
 ) -> ProducedBlock:
-    """A PoLe block on ``parent``: competing miners seal siblings on the same parent."""
+    """An unsigned PoLe block on ``parent``: competing miners seal siblings on one parent."""
     parent = parent or chain.get_canonical_head()
     fields = header_fields(
         Seal.pole(train_bps, test_bps, release_digest),
@@ -172,4 +178,39 @@ def produce_pole_block(
         commitment=model_commitment,
     )
     ts = next_timestamp(chain, timestamp, parent)
-    return persist(chain, build_block(chain, transactions, fields, ts, parent))
+    return build_block(chain, transactions, fields, ts, parent)
+
+
+def sign_pole_block(block: BlockAPI, private_key: keys.PrivateKey) -> BlockAPI:
+    """``block`` with its header signed by the coinbase key (no chain access)."""
+    return block.copy(header=sign_header(block.header, private_key))
+
+
+def produce_pole_block(
+    chain: PoLeChain,
+    transactions: Sequence[SignedTransactionAPI],
+    *,
+    signer: keys.PrivateKey,
+    task_id: int,
+    model_commitment: bytes,
+    train_bps: int,
+    test_bps: int,
+    release_digest: bytes,
+    timestamp: Optional[int] = None,
+    parent: Optional[BlockHeaderAPI] = None,
+) -> ProducedBlock:
+    """Build, sign and persist a PoLe block whose coinbase is ``signer``'s address."""
+    produced = build_pole_block(
+        chain,
+        transactions,
+        coinbase=Address(signer.public_key.to_canonical_address()),
+        task_id=task_id,
+        model_commitment=model_commitment,
+        train_bps=train_bps,
+        test_bps=test_bps,
+        release_digest=release_digest,
+        timestamp=timestamp,
+        parent=parent,
+    )
+    produced.block = sign_pole_block(produced.block, signer)
+    return persist(chain, produced)

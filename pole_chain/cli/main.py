@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "node": ("run a PoLe node and its JSON-RPC server", "pole_chain.cli.main:configure_node_command"),
@@ -26,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "model": ("fetch and check a task's winning model", "pole_chain.cli.task_cli:configure_model_command"),
     "demo": ("run a node, a data node and three miners through one PoLe height", "pole_chain.demo.demo:configure_demo_command"),
     "accounts": ("list the dev accounts and their keys (funded at genesis)", "pole_chain.cli.main:configure_accounts_command"),
+    "devnet": ("run N nodes (and M miners) as a local peer-to-peer network", "pole_chain.devnet.cluster:configure_devnet_command"),
 }
 
 POLE_HOME_VARIABLE = "POLE_HOME"
@@ -161,12 +163,11 @@ def configure_node_command(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="non-dev only: seal proof-of-work idle blocks in the background",
     )
+    _add_network_options(parser)
     parser.add_argument(
-        "--coinbase",
-        type=_address,
-        default=None,
-        metavar="ADDRESS",
-        help="address credited with the fees of blocks this node seals (default: zero address)",
+        "--no-dashboard",
+        action="store_true",
+        help="do not serve the web dashboard (GET /dashboard/ on the RPC port)",
     )
     parser.add_argument(
         "--log-level",
@@ -175,6 +176,35 @@ def configure_node_command(parser: argparse.ArgumentParser) -> None:
         help="logging verbosity on stderr (default: info)",
     )
     parser.set_defaults(run=run_node)
+
+
+def _add_network_options(parser: argparse.ArgumentParser) -> None:
+    """Who is paid for the blocks this node seals, and how it meets its peers."""
+    parser.add_argument(
+        "--coinbase",
+        type=_address,
+        default=None,
+        metavar="ADDRESS",
+        help="address credited with the fees of blocks this node seals (default: zero address)",
+    )
+    parser.add_argument(
+        "--listen",
+        default=None,
+        metavar="MULTIADDR",
+        help="join the peer-to-peer network, listening on MULTIADDR (e.g. "
+        "/ip4/0.0.0.0/tcp/30305; tcp/0 picks a free port). The line 'P2P on MULTIADDR' "
+        "gives the address peers dial (default with --peer or --mdns: /ip4/127.0.0.1/tcp/0)",
+    )
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="a peer to dial and keep dialling, /ip4/HOST/tcp/PORT/p2p/PEER_ID (repeatable)",
+    )
+    parser.add_argument(
+        "--mdns", action="store_true", help="find peers on the local network by mDNS"
+    )
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -202,6 +232,7 @@ def run_node(args: argparse.Namespace) -> int:
             block_time=args.block_time,
             mine_idle=args.mine_idle,
             coinbase=args.coinbase,
+            network=_network_config(args),
         )
     except Exception as exc:  # an unreadable or locked datadir, a wrong genesis...
         print(f"pole node: cannot open the chain in {datadir}: {_one_line(exc)}", file=sys.stderr)
@@ -215,6 +246,8 @@ def run_node(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if not args.no_dashboard:
+        _mount_dashboard(server, node.dev, datadir)
 
     stop = threading.Event()
 
@@ -225,8 +258,16 @@ def run_node(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     server.start()
-    node.start()
+    try:
+        node.start()
+    except Exception as exc:  # the network could not listen (port in use, bad multiaddr)
+        server.stop()
+        node.close()
+        print(f"pole node: cannot start: {_one_line(exc)}", file=sys.stderr)
+        return 1
     _print_banner(node, server.url, datadir)
+    if not args.no_dashboard:
+        print(f"Dashboard on {server.url}/dashboard/", flush=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -235,6 +276,35 @@ def run_node(args: argparse.Namespace) -> int:
         node.close()
         logging.getLogger("pole.node").info("stopped; chain closed")
     return 0
+
+
+def _mount_dashboard(server: Any, dev: bool, datadir: Path | None) -> None:
+    """The web dashboard on the RPC port (pole_chain/dashboard; docs/DASHBOARD.md); its files
+    (the data node's secret test sets, delivered models) under DATADIR/dashboard."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from pole_chain.dashboard import mount_dashboard
+
+    if datadir is None:  # --ephemeral: nothing kept after the node stops
+        workdir = Path(tempfile.mkdtemp(prefix="pole-dashboard-"))
+        atexit.register(shutil.rmtree, workdir, True)
+    else:
+        workdir = datadir / "dashboard"
+    mount_dashboard(server, dev=dev, workdir=workdir)
+
+
+def _network_config(args: argparse.Namespace) -> Any:
+    """The NetworkConfig for --listen/--peer/--mdns, or None to stay off the network."""
+    if args.listen is None and not args.peer and not args.mdns:
+        return None
+    from pole_chain.net import NetworkConfig
+    from pole_chain.net.config import DEFAULT_LISTEN
+
+    return NetworkConfig(
+        listen=args.listen or DEFAULT_LISTEN, bootstrap=tuple(args.peer), mdns=args.mdns
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -275,6 +345,9 @@ def _print_banner(node: object, url: str, datadir: Path | None) -> None:
     mode = "dev" if node.dev else "full"
     if node.dev:
         mode += f", block every {node.block_time}s" if node.block_time else ", automine"
+    if node.network is not None:
+        addresses = node.network.network.node_info().addrs
+        lines.append(f"P2P on {addresses[0]} (peer id {node.network.network.peer_id})")
     lines.append(
         f"Listening on {url} (chain id {node.chain_id:#x}, {mode}, "
         f"head #{status['head_number']}, datadir {datadir if datadir else 'in memory'})"

@@ -1,6 +1,6 @@
-"""`pole task post|release|status` and `pole model get`: the data node on the command line.
+"""`pole task post|release|status|list` and `pole model get`: the data node on the command line.
 
-pole_chain/cli.py's SUBCOMMANDS points at `configure_task_command` and
+pole_chain/cli/main.py's SUBCOMMANDS points at `configure_task_command` and
 `configure_model_command`.
 
 Every command talks to a node over JSON-RPC (web3's HTTPProvider) and exits non-zero with a
@@ -156,6 +156,10 @@ def configure_task_command(parser: argparse.ArgumentParser) -> None:
     post.add_argument("--seed", type=int, default=0,
                       help="seed of the train/test split (default: 0; the test set's salt is "
                       "always random)")
+    post.add_argument("--encrypt", action="store_true",
+                      help="publish the training features IPFE-encrypted: miners get the keys "
+                      "of their own SML rows once the task's anchor exists (docs/IPFE.md); "
+                      "`pole task release` serves the keys while it waits")
     _add_workdir(post)
     post.set_defaults(run=run_task_post)
 
@@ -169,11 +173,12 @@ def configure_task_command(parser: argparse.ArgumentParser) -> None:
     _add_rpc(rel)
     _add_key(rel)
     rel.add_argument("--auto", action="store_true",
-                     help="wait until the task's wanted number of solutions is announced, or "
-                     "--timeout passes with at least one, then release")
+                     help="wait until the task's wanted number of solutions is announced by "
+                     "bonded miners, or --timeout passes with at least one, then release; "
+                     "a countdown on stderr says how many are in and how long is left")
     rel.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
                      help="with --auto: release to fewer solutions after this long (default: "
-                     "half the task's remaining time)")
+                     "half the time left until the task's deadline, by the node's clock)")
     _add_workdir(rel)
     rel.set_defaults(run=run_task_release)
 
@@ -185,6 +190,15 @@ def configure_task_command(parser: argparse.ArgumentParser) -> None:
     stat.add_argument("task_id", type=_positive_int, metavar="TASK", help="the task id")
     _add_rpc(stat)
     stat.set_defaults(run=run_task_status)
+
+    listing = actions.add_parser(
+        "list", help="every task: id, state, reward, value, deadline, accuracies if settled",
+        description="Every task the registry knows, one line each: id, open/settled/expired, "
+        "reward, value (reward per second of time limit, what miners rank tasks by), "
+        "deadline by the node's clock, and the winner's accuracies once settled.",
+    )
+    _add_rpc(listing)
+    listing.set_defaults(run=run_task_list)
 
 
 def configure_model_command(parser: argparse.ArgumentParser) -> None:
@@ -269,7 +283,7 @@ def run_task_post(args: argparse.Namespace) -> int:
             dataset=args.dataset, model=args.model, reward_wei=args.reward,
             min_train_bps=args.accuracy, time_limit_s=args.time_limit,
             solutions_wanted=args.solutions, test_fraction=args.test_fraction, seed=args.seed,
-            workdir=_workdir(args),
+            workdir=_workdir(args), encrypt=args.encrypt, progress=args.encrypt,
         )
         print(task_id)
 
@@ -278,9 +292,9 @@ def run_task_post(args: argparse.Namespace) -> int:
 
 def run_task_release(args: argparse.Namespace) -> int:
     def run() -> None:
-        from eth_utils import encode_hex
+        from eth_utils import encode_hex, to_checksum_address
 
-        from pole_chain.clients.data_node import as_account, get_task, release
+        from pole_chain.clients.data_node import as_account, format_bps, get_task, release
 
         account = as_account(_key(args))
         w3 = _connect(args.rpc)
@@ -291,13 +305,24 @@ def run_task_release(args: argparse.Namespace) -> int:
         )
         verb = "was already released" if outcome.already_released else "released"
         print(
-            f"task {args.task_id} {verb} at parent {encode_hex(outcome.parent_hash)}: release "
+            f"task {args.task_id} {verb} at anchor {encode_hex(outcome.anchor_hash)}: release "
             f"{encode_hex(outcome.digest)} admits {len(outcome.release.admitted)} solution(s)"
         )
         for announcement in outcome.admitted:
-            print(f"  {encode_hex(announcement.miner)}  train {announcement.train_bps / 100:.2f} %")
+            print(f"  {to_checksum_address(announcement.miner)}  train {format_bps(announcement.train_bps)}")
+        for announcement in outcome.unbonded:
+            print(f"  left out: {to_checksum_address(announcement.miner)} holds no miner bond")
 
     return _guarded("pole task release", run)
+
+
+def run_task_list(args: argparse.Namespace) -> int:
+    def run() -> None:
+        from pole_chain.clients.data_node import task_lines
+
+        print("\n".join(task_lines(_connect(args.rpc))))
+
+    return _guarded("pole task list", run)
 
 
 def run_task_status(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ script would:
     post_task   load and split the dataset; upload the training set and the model spec
                 (public blobs); keep the salted test set secret in workdir/tasks/<id>/;
                 send `post_task` with the reward in escrow; read the id from TaskPosted
-    release     collect the miners' signed announcements for (task, parent), upload the
+    release     collect the miners' signed announcements for (task, anchor), upload the
                 test set, sign a Release admitting the announced commitments, send it
     status      a readable summary of a task: open / settled / expired, reward, deadline,
                 winner and accuracies, announcements
@@ -20,7 +20,7 @@ Local layout (one directory per task; `workdir` defaults to $POLE_HOME/data-node
     workdir/tasks/<id>/task.json      what was posted: digests, sizes, parameters, tx hash
     workdir/tasks/<id>/test_set.plds  the canonical (salted) encoding of the test set
     workdir/tasks/<id>/spec.json      the canonical model spec JSON
-    workdir/tasks/<id>/release.json   written by release(): parent, digest, admitted
+    workdir/tasks/<id>/release.json   written by release(): anchor, digest, admitted
 """
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import encode_hex, keccak, to_canonical_address, to_checksum_address
+from eth_utils import encode_hex, keccak, to_canonical_address, to_checksum_address, to_int
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
@@ -66,9 +66,10 @@ from miner.model_spec import (
     model_spec_from_json,
 )
 from miner.sml import MAX_SML_INPUT_DIM, SML_EXPANSION
-from miner.pole_module import attach_pole, error_code
+from miner.bonds import format_ether, is_bonded
+from miner.pole_module import attach_pole, error_code, error_message
 from vm_hooks.params import MAX_TASK_TIME_LIMIT, REGISTRY_ADDRESS
-from vm_hooks.task import Task, TaskStatus
+from vm_hooks.task import Task, TaskAnchor, TaskResult, TaskStatus
 
 log = logging.getLogger("pole.data_node")
 
@@ -78,10 +79,17 @@ MAX_REWARD_WEI = 2**128 - 1
 MAX_BPS = 10_000
 #: A release admits at most this many commitments (miner/messages.py).
 MAX_SOLUTIONS_WANTED = MAX_ADMITTED
-#: Heads remembered while waiting for announcements (a dev node's head can move).
-PARENTS_WATCHED = 8
+#: Anchors remembered while waiting for announcements: a task's anchor moves only when another
+#: task became best meanwhile and then ours again (docs/PROTOCOL.md, "Task anchor").
+ANCHORS_WATCHED = 8
 DEFAULT_RECEIPT_TIMEOUT_S = 180.0
 DEFAULT_POLL_S = 0.5
+#: `release --auto` repeats its countdown line this often while nothing changes.
+COUNTDOWN_EVERY_S = 10.0
+#: Init code returning the block's timestamp (TIMESTAMP PUSH1 0 MSTORE PUSH1 32 PUSH1 0
+#: RETURN). Run by eth_call on the "pending" block it reads the node's clock, which a dev
+#: node's evm_increaseTime moves and its head's timestamp does not show until a block is made.
+CLOCK_PROBE = bytes.fromhex("4260005260206000f3")
 #: EIP-1474 "resource not found": pole_task's answer for an unknown id (pole_chain/rpc/dispatch.py).
 RESOURCE_NOT_FOUND = -32001
 
@@ -89,6 +97,15 @@ TASK_FILE = "task.json"
 TEST_SET_FILE = "test_set.plds"
 SPEC_FILE = "spec.json"
 RELEASE_FILE = "release.json"
+
+from miner.encrypted_tasks import EncryptedTaskError, encrypt_training_set  # noqa: E402
+from miner.ipfe import IPFEError  # noqa: E402
+from pole_chain.clients.key_service import (  # noqa: E402
+    CLEAR_TRAIN_FILE,
+    KeyService,
+    load_master_key,
+    master_key_path,
+)
 
 AccountLike = Union[LocalAccount, str, bytes]
 Progress = Callable[[str], None]
@@ -113,14 +130,23 @@ class PreparedTask:
     test: Dataset  # salted; keccak(encode) = the task's test_set_commitment
     train_blob: bytes
     test_blob: bytes
+    #: An encrypted task (`encrypt=True`): the EncryptedTrainingSet miners fetch instead of
+    #: train_blob (revealed with the release), and the IPFE master secret key the data node keeps.
+    encrypted_blob: Optional[bytes] = None
+    master_key: Optional[bytes] = None
 
     @property
     def model_spec_digest(self) -> bytes:
         return keccak(self.spec_json)
 
     @property
+    def public_train_blob(self) -> bytes:
+        """What miners fetch by the task's dataset digest."""
+        return self.encrypted_blob if self.encrypted_blob is not None else self.train_blob
+
+    @property
     def dataset_digest(self) -> bytes:
-        return keccak(self.train_blob)
+        return keccak(self.public_train_blob)
 
     @property
     def test_set_commitment(self) -> bytes:
@@ -181,8 +207,11 @@ def prepare_task(
     test_fraction: float = 0.2,
     seed: int = 0,
     test_salt: bytes | None = None,
+    encrypt: bool = False,
+    progress: bool = False,
 ) -> PreparedTask:
-    """Load, split and encode: the public training set and spec, the secret test set."""
+    """Load, split and encode: the public training set and spec, the secret test set.
+    With `encrypt`, the training features are published IPFE-encrypted (docs/IPFE.md)."""
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     if data.d > MAX_SML_INPUT_DIM:
         raise DataNodeError(f"dataset has {data.d} features, the SML takes at most {MAX_SML_INPUT_DIM}")
@@ -191,6 +220,13 @@ def prepare_task(
         train, test = split_dataset(data, test_fraction, seed, test_salt=test_salt)
     except ValueError as error:
         raise DataNodeError(f"cannot split the dataset: {error}") from None
+    encrypted_blob = master_key = None
+    if encrypt:
+        try:
+            encrypted, msk = encrypt_training_set(train, progress=progress, workers=2)
+        except (IPFEError, EncryptedTaskError) as error:
+            raise DataNodeError(f"cannot encrypt this training set: {error}") from None
+        encrypted_blob, master_key = encrypted.encode(), msk.to_bytes()
     return PreparedTask(
         spec=spec,
         spec_json=model_spec_canonical_bytes(spec),
@@ -198,6 +234,8 @@ def prepare_task(
         test=test,
         train_blob=encode_dataset(train),
         test_blob=encode_dataset(test),
+        encrypted_blob=encrypted_blob,
+        master_key=master_key,
     )
 
 
@@ -254,6 +292,8 @@ def post_task(
     seed: int = 0,
     workdir: str | Path,
     receipt_timeout_s: float = DEFAULT_RECEIPT_TIMEOUT_S,
+    encrypt: bool = False,
+    progress: bool = False,
 ) -> int:
     """Post a training task with `reward_wei` in escrow; returns the task id.
 
@@ -270,34 +310,20 @@ def post_task(
         solutions_wanted=solutions_wanted,
     )
     attach_pole(w3)
-    prepared = prepare_task(dataset, model, test_fraction=test_fraction, seed=seed)
+    _check_funds(w3, poster, reward_wei)
+    prepared = prepare_task(dataset, model, test_fraction=test_fraction, seed=seed,
+                            encrypt=encrypt, progress=progress)
     tasks_dir = Path(workdir).expanduser() / "tasks"
 
     _upload_public_blobs(w3, prepared)  # 1. the training set and the model spec
 
     # 2. the secret test set, on disk before the transaction exists
     staging = tasks_dir / f"posting-{prepared.test_set_commitment.hex()[:16]}"
-    record = {
-        "chain_id": w3.eth.chain_id,
-        "registry": to_checksum_address(REGISTRY_ADDRESS),
-        "poster": poster.address,
-        "dataset": str(dataset) if not isinstance(dataset, Dataset) else "<in memory>",
-        "model": str(model) if not isinstance(model, ModelSpec) else "<in memory>",
-        "model_spec": encode_hex(prepared.model_spec_digest),
-        "dataset_digest": encode_hex(prepared.dataset_digest),
-        "test_set_commitment": encode_hex(prepared.test_set_commitment),
-        "features": prepared.train.d,
-        "num_classes": prepared.train.num_classes,
-        "image_shape": list(prepared.train.image_shape) if prepared.train.image_shape else None,
-        "train_samples": prepared.train.n,
-        "test_samples": prepared.test.n,
-        "test_fraction": test_fraction,
-        "split_seed": seed,
-        "reward_wei": str(reward_wei),
-        "min_train_bps": min_train_bps,
-        "time_limit_s": time_limit_s,
-        "solutions_wanted": solutions_wanted,
-    }
+    record = _task_record(
+        w3, poster, prepared, dataset=dataset, model=model, test_fraction=test_fraction,
+        seed=seed, reward_wei=reward_wei, min_train_bps=min_train_bps,
+        time_limit_s=time_limit_s, solutions_wanted=solutions_wanted,
+    )
     _write_task_dir(staging, record, prepared)
 
     # 3. the escrow transaction
@@ -319,10 +345,51 @@ def post_task(
     return task_id
 
 
+def _task_record(
+    w3: Web3, poster: LocalAccount, prepared: PreparedTask, *, dataset: object, model: object,
+    test_fraction: float, seed: int, reward_wei: int, min_train_bps: int, time_limit_s: int,
+    solutions_wanted: int,
+) -> dict:
+    """What the task directory's task.json says about a task before its id exists."""
+    return {
+        "chain_id": w3.eth.chain_id,
+        "registry": to_checksum_address(REGISTRY_ADDRESS),
+        "poster": poster.address,
+        "dataset": str(dataset) if not isinstance(dataset, Dataset) else "<in memory>",
+        "model": str(model) if not isinstance(model, ModelSpec) else "<in memory>",
+        "model_spec": encode_hex(prepared.model_spec_digest),
+        "dataset_digest": encode_hex(prepared.dataset_digest),
+        "test_set_commitment": encode_hex(prepared.test_set_commitment),
+        "features": prepared.train.d,
+        "num_classes": prepared.train.num_classes,
+        "image_shape": list(prepared.train.image_shape) if prepared.train.image_shape else None,
+        "train_samples": prepared.train.n,
+        "test_samples": prepared.test.n,
+        "test_fraction": test_fraction,
+        "split_seed": seed,
+        "reward_wei": str(reward_wei),
+        "min_train_bps": min_train_bps,
+        "time_limit_s": time_limit_s,
+        "solutions_wanted": solutions_wanted,
+        "encrypted": prepared.encrypted_blob is not None,
+    }
+
+
+def _check_funds(w3: Web3, poster: LocalAccount, reward_wei: int) -> None:
+    """An unfunded key hears so in one line, before anything is uploaded or sent."""
+    balance = int(w3.eth.get_balance(poster.address))
+    if balance <= reward_wei:
+        raise DataNodeError(
+            f"{poster.address} holds {format_ether(balance)}; the reward is "
+            f"{format_ether(reward_wei)} plus gas: fund this key (on a devnet, `pole accounts` "
+            "lists funded keys)"
+        )
+
+
 def _upload_public_blobs(w3: Web3, prepared: PreparedTask) -> None:
     """The training set and the model spec, stored under the digests the task will name."""
     for name, blob, digest in (
-        ("training set", prepared.train_blob, prepared.dataset_digest),
+        ("training set", prepared.public_train_blob, prepared.dataset_digest),
         ("model spec", prepared.spec_json, prepared.model_spec_digest),
     ):
         stored = w3.pole.put_blob(blob)
@@ -355,6 +422,9 @@ def _write_task_dir(directory: Path, record: dict, prepared: PreparedTask) -> No
     directory.mkdir(parents=True, exist_ok=True)
     _write_bytes(directory / TEST_SET_FILE, prepared.test_blob)
     _write_bytes(directory / SPEC_FILE, prepared.spec_json)
+    if prepared.master_key is not None:  # an encrypted task: the key service's secret, and
+        _write_bytes(master_key_path(directory), prepared.master_key)  # the clear set for the release
+        _write_bytes(directory / CLEAR_TRAIN_FILE, prepared.train_blob)
     _save_json(directory / TASK_FILE, record)
 
 
@@ -382,10 +452,14 @@ def _transact(w3: Web3, sender: LocalAccount, call, *, value: int, timeout_s: fl
                 "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
             }
         )
+        signed = sender.sign_transaction(tx)
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     except ContractLogicError as error:
         raise DataNodeError(f"the registry refuses the task: {error.message or error}") from None
-    signed = sender.sign_transaction(tx)
-    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    except Web3RPCError as error:  # e.g. not enough ether for value and gas
+        raise DataNodeError(
+            f"the node refused the transaction from {sender.address}: {error_message(error)}"
+        ) from None
     try:
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.25)
     except TimeExhausted:
@@ -453,10 +527,12 @@ def load_test_set(workdir: str | Path, task_id: int) -> Dataset:
 @dataclass(frozen=True, eq=False)
 class ReleaseOutcome:
     task_id: int
-    parent_hash: bytes
+    anchor_hash: bytes
     release: Release
     admitted: tuple[SolutionAnnouncement, ...]
     already_released: bool = False
+    #: valid announcements left out because their miner holds no bond (miner/bonds.py)
+    unbonded: tuple[SolutionAnnouncement, ...] = ()
 
     @property
     def digest(self) -> bytes:
@@ -467,11 +543,11 @@ def valid_announcements(
     encoded: Iterable[bytes],
     *,
     task_id: int,
-    parent_hash: bytes,
+    anchor_hash: bytes,
     chain_id: int,
     min_train_bps: int = 0,
 ) -> list[SolutionAnnouncement]:
-    """The announcements a release may admit: well-formed, signed, for this task and parent,
+    """The announcements a release may admit: well-formed, signed, for this task and anchor,
     claiming at least the minimum training accuracy; one per miner (its first), in the order
     the node received them, at most a release's worth.
 
@@ -484,7 +560,7 @@ def valid_announcements(
         except MessageError as error:
             log.warning("ignoring an announcement: %s", error)
             continue
-        if announcement.task_id != task_id or announcement.parent_hash != parent_hash:
+        if announcement.task_id != task_id or announcement.anchor_hash != anchor_hash:
             continue
         if announcement.train_bps < min_train_bps:
             continue
@@ -505,40 +581,45 @@ def release(
 ) -> ReleaseOutcome:
     """Release task `task_id`'s test set to the miners that announced solutions.
 
-    wait_for=None releases now, admitting whatever is announced for the current head (at
-    least one). wait_for=N polls until some parent has N announcements, or until
-    `timeout_s` (default: half the task's remaining time) passes with at least one. The
-    head can move meanwhile (dev blocks; idle blocks cannot while the task is open), so
-    the release names the parent the announcements name.
+    wait_for=None releases now, admitting whatever is announced for the task's anchor (at
+    least one). wait_for=N polls until the anchor has N announcements, or until
+    `timeout_s` (default: half the time left until the deadline by the node's clock) passes
+    with at least one; `progress` hears a countdown meanwhile. Only bonded miners are
+    admitted; the others are named to `progress` and in `ReleaseOutcome.unbonded`. Blocks
+    keep coming meanwhile (idle or dev blocks) and change nothing: announcements and the
+    release name the task's anchor, the block after which it became the best open task.
     """
     poster = as_account(account)
     attach_pole(w3)
     chain_id = w3.eth.chain_id
     say = progress or (lambda message: None)
 
+    get_task(w3, task_id)  # an unknown task is named as such, before any local lookup
     local = load_local_task(workdir, task_id)
     task = _releasable_task(w3, poster, task_id, local)
-    head = w3.eth.get_block("latest")
     if timeout_s is None:
-        timeout_s = max(0.0, (task.deadline - int(head["timestamp"])) / 2)
+        timeout_s = max(0.0, (task.deadline - node_time(w3)) / 2)
     give_up_at = time.monotonic() + timeout_s
-    parents: list[bytes] = []
-    last_count = -1
+    countdown = _Countdown(task_id, wait_for, give_up_at, say)
+    msk = load_master_key(local.directory)
+    keys = None if msk is None else KeyService(w3, poster, task_id, msk, say=say)
+    anchors: list[bytes] = []
     said_waiting = False
     while True:
-        head = w3.eth.get_block("latest")
-        head_hash = bytes(head["hash"])
-        if head_hash not in parents:
-            parents.append(head_hash)
-            del parents[:-PARENTS_WATCHED]
-        existing = _existing_release(w3, poster, task_id, parents)
+        anchor = current_anchor(w3, task_id)
+        if anchor is not None and anchor.hash not in anchors:
+            anchors.append(anchor.hash)
+            del anchors[:-ANCHORS_WATCHED]
+        existing = _existing_release(w3, poster, task_id, anchors)
         if existing is not None:  # already on the node: nothing more to do
             return existing
-        parent, admitted = _best_parent(w3, task, parents, chain_id)
-        if len(admitted) != last_count:
-            last_count = len(admitted)
-            wanted = f" of {wait_for}" if wait_for is not None else ""
-            say(f"task {task_id}: {len(admitted)}{wanted} solution(s) announced")
+        if keys is not None:  # an encrypted task: miners cannot train before their keys
+            keys.serve()
+        if anchor is None:
+            parent, admitted, unbonded = b"", [], []
+        else:
+            parent, admitted, unbonded = _best_parent(w3, task, [anchor.hash], chain_id)
+        countdown.report(len(admitted), unbonded)
         if wait_for is None or len(admitted) >= wait_for:
             break
         if time.monotonic() >= give_up_at:
@@ -551,8 +632,7 @@ def release(
                     "waiting for one until the deadline"
                 )
                 said_waiting = True
-        # Chain time as well as we can tell: a dev node's head does not move without blocks.
-        if max(int(head["timestamp"]), time.time()) > task.deadline:
+        if node_time(w3) > task.deadline:
             if admitted:
                 say(f"task {task_id}: deadline reached, releasing to {len(admitted)}")
                 break
@@ -564,9 +644,69 @@ def release(
         task = _open_task(w3, task_id)
     if not admitted:
         raise DataNodeError(
-            f"no solution announced yet for task {task_id} at the head; wait, or use auto mode"
+            f"no solution announced yet for task {task_id} at its anchor; wait, or use auto mode"
         )
-    return _send_release(w3, poster, local, task, parent, admitted)
+    outcome = _send_release(w3, poster, local, task, parent, admitted)
+    return replace(outcome, unbonded=tuple(unbonded))
+
+
+def current_anchor(w3: Web3, task_id: int) -> Optional[TaskAnchor]:
+    """Task `task_id`'s anchor at the node's head, or None while another task is the best
+    (no block can answer it then)."""
+    best = w3.pole.best_task()
+    return best.anchor if best is not None and best.task_id == task_id else None
+
+
+def settled_anchor(w3: Web3, result: TaskResult) -> TaskAnchor:
+    """The anchor the winning block of a settled task answered: the registry's
+    `best_anchor()` in its parent's state names its height, on the canonical chain."""
+    parent_number = result.block_number - 1
+    _, number = registry_contract(w3).functions.best_anchor().call(block_identifier=parent_number)
+    return TaskAnchor(number, bytes(w3.eth.get_block(number)["hash"]))
+
+
+def node_time(w3: Web3) -> int:
+    """The node's clock: the timestamp its next block would get (CLOCK_PROBE)."""
+    return to_int(w3.eth.call({"data": CLOCK_PROBE}, "pending"))
+
+
+class _Countdown:
+    """What `release --auto` tells a person while it waits: the count so far against the
+    count wanted and the seconds left, on every change and every COUNTDOWN_EVERY_S; each
+    miner left out for want of a bond, once."""
+
+    def __init__(self, task_id: int, wanted: int | None, give_up_at: float, say: Progress) -> None:
+        self.task_id, self.wanted, self.give_up_at, self.say = task_id, wanted, give_up_at, say
+        self._last: tuple[int, int] | None = None
+        self._next_at = 0.0
+        self._named: set[bytes] = set()
+
+    def report(self, admitted: int, unbonded: Sequence[SolutionAnnouncement]) -> None:
+        for announcement in unbonded:
+            if announcement.miner not in self._named:
+                self._named.add(announcement.miner)
+                line = (
+                    f"task {self.task_id}: not admitting {to_checksum_address(announcement.miner)}: "
+                    "the miner holds no bond in the registry"
+                )
+                log.warning("%s", line)
+                self.say(line)
+        now = time.monotonic()
+        state = (admitted, len(unbonded))
+        if state == self._last and (self.wanted is None or now < self._next_at):
+            return
+        self._last, self._next_at = state, now + COUNTDOWN_EVERY_S
+        if self.wanted is None:
+            self.say(f"task {self.task_id}: {admitted} solution(s) announced")
+            return
+        line = f"task {self.task_id}: {admitted} of {self.wanted} solution(s) announced"
+        left = self.give_up_at - now
+        if admitted < self.wanted and left > 0:
+            line += (
+                f"; waiting for {self.wanted - admitted} more, {left:.0f} s left before "
+                "releasing to the ones announced"
+            )
+        self.say(line)
 
 
 def _releasable_task(w3: Web3, poster: LocalAccount, task_id: int, local: LocalTask) -> Task:
@@ -586,10 +726,10 @@ def _releasable_task(w3: Web3, poster: LocalAccount, task_id: int, local: LocalT
 
 
 def _existing_release(
-    w3: Web3, poster: LocalAccount, task_id: int, parents: Sequence[bytes]
+    w3: Web3, poster: LocalAccount, task_id: int, anchors: Sequence[bytes]
 ) -> Optional[ReleaseOutcome]:
-    """A release `poster` already sent for the task at one of the watched parents."""
-    for parent in parents:
+    """A release `poster` already sent for the task at one of the watched anchors."""
+    for parent in anchors:
         existing = w3.pole.get_release(task_id, parent)
         if existing is not None:
             found = Release.decode(existing)
@@ -606,14 +746,18 @@ def _send_release(
     parent: bytes,
     admitted: Sequence[SolutionAnnouncement],
 ) -> ReleaseOutcome:
-    """Upload the test set, sign and send the release, and note it in release.json."""
+    """Upload the test set (and an encrypted task's clear training set, which consensus
+    verifies the training accuracy on), sign and send the release, note it in release.json."""
+    clear_path = local.directory / CLEAR_TRAIN_FILE
+    if clear_path.is_file():
+        w3.pole.put_blob(clear_path.read_bytes())
     digest = w3.pole.put_blob(local.test_blob)
     if digest != task.test_set_commitment:
         raise DataNodeError(f"node stored the test set under {encode_hex(digest)}, expected the commitment")
     signed = Release.sign(
         chain_id=w3.eth.chain_id,
         task_id=task.task_id,
-        parent_hash=parent,
+        anchor_hash=parent,
         test_set_digest=task.test_set_commitment,
         admitted=[a.model_commitment for a in admitted],
         private_key=poster.key,
@@ -623,7 +767,7 @@ def _send_release(
     _save_json(
         local.directory / RELEASE_FILE,
         {
-            "parent_hash": encode_hex(parent),
+            "anchor_hash": encode_hex(parent),
             "release_digest": encode_hex(signed.digest),
             "admitted": [
                 {
@@ -657,24 +801,31 @@ def _open_task(w3: Web3, task_id: int) -> Task:
 
 def _best_parent(
     w3: Web3, task: Task, parents: Sequence[bytes], chain_id: int
-) -> tuple[bytes, list[SolutionAnnouncement]]:
-    """The watched parent with the most valid announcements (the latest one on a tie)."""
-    best_parent, best = parents[-1], []
+) -> tuple[bytes, list[SolutionAnnouncement], list[SolutionAnnouncement]]:
+    """The watched anchor with the most valid announcements from bonded miners (the latest
+    one on a tie): (anchor, admissible, left out for want of a bond)."""
+    best_parent, best, best_unbonded = parents[-1], [], []
+    bonded: dict[bytes, bool] = {}
     for parent in parents:
         try:
             raw = w3.pole.announcements(task.task_id, parent)
         except Web3RPCError:
-            continue  # the task is not the best open task at that parent
+            continue  # that block is not the task's anchor
         found = valid_announcements(
             raw,
             task_id=task.task_id,
-            parent_hash=parent,
+            anchor_hash=parent,
             chain_id=chain_id,
             min_train_bps=task.min_train_bps,
         )
-        if len(found) >= len(best):
-            best_parent, best = parent, found
-    return best_parent, best
+        for announcement in found:
+            if announcement.miner not in bonded:
+                bonded[announcement.miner] = is_bonded(w3, announcement.miner)
+        admissible = [a for a in found if bonded[a.miner]]
+        if len(admissible) >= len(best):
+            best_parent, best = parent, admissible
+            best_unbonded = [a for a in found if not bonded[a.miner]]
+    return best_parent, best, best_unbonded
 
 
 # --------------------------------------------------------------------------------------
@@ -684,13 +835,6 @@ def _best_parent(
 
 def format_bps(bps: int) -> str:
     return f"{bps / 100:.2f} %"
-
-
-def format_ether(wei: int) -> str:
-    text = f"{Web3.from_wei(wei, 'ether'):f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"{text} ETH"
 
 
 #: Where a task's reward is, by its state (`pole task status`).
@@ -704,21 +848,20 @@ REWARD_NOTES = {
 def status(w3: Web3, task_id: int) -> str:
     """A readable, multi-line summary of task `task_id` as the node's head sees it."""
     task = get_task(w3, task_id)
-    head = w3.eth.get_block("latest")
     lines = [f"Task {task_id}: {task.status.label}"]
     lines.append(f"  poster          {to_checksum_address(task.poster)}")
     lines.append(f"  reward          {format_ether(task.reward)} ({REWARD_NOTES[task.status]})")
     lines.append(f"  model spec      {encode_hex(task.model_spec)}")
     lines.append(f"  training set    {encode_hex(task.dataset_digest)}")
     lines.append(f"  min training    {format_bps(task.min_train_bps)}")
-    remaining = task.deadline - int(head["timestamp"])
+    remaining = task.deadline - node_time(w3)  # the node's clock: a dev head may stand still
     when = f"in {remaining} s" if remaining >= 0 else f"{-remaining} s ago"
     lines.append(f"  time limit      {task.time_limit} s (deadline at block time {task.deadline}, {when})")
-    parent = bytes(head["hash"])
+    anchor = current_anchor(w3, task_id)
+    parent = anchor.hash if anchor is not None else bytes(32)
     if task.result is not None:
         result = task.result
-        block = w3.eth.get_block(result.block_number)
-        parent = bytes(block["parentHash"])
+        parent = settled_anchor(w3, result).hash
         lines.append(
             f"  winner          {to_checksum_address(result.winner)} in block #{result.block_number}"
         )
@@ -729,10 +872,53 @@ def status(w3: Web3, task_id: int) -> str:
     announced = _count(w3.pole.announcements, task_id, parent)
     released = _release_at(w3, task_id, parent)
     solutions = f"{task.solutions_wanted} wanted, {announced} announced"
+    unbonded = _unbonded_miners(w3, task, parent)
+    if unbonded:
+        solutions += f" ({unbonded} by miners without a bond: not admitted)"
     if released is not None:
         solutions += f", {len(released.admitted)} admitted by the release"
     lines.append(f"  solutions       {solutions}")
     return "\n".join(lines)
+
+
+def task_lines(w3: Web3) -> list[str]:
+    """`pole task list`: every task the registry knows, one line each, by id: state, reward,
+    value (reward per second of time limit, what miners rank by), deadline by the node's
+    clock, and the winner's accuracies once settled."""
+    tasks = attach_pole(w3).pole.tasks()
+    if not tasks:
+        return ["no tasks"]
+    now = node_time(w3)
+    lines = []
+    for task in tasks:
+        value = task.reward / task.time_limit / 10**18  # for reading only: miners compare exactly
+        line = (
+            f"task {task.task_id}  {task.status.label:<7}  reward {format_ether(task.reward)}, "
+            f"value {value:.4g} ETH/s, "
+        )
+        if task.result is not None:
+            line += (
+                f"won in block #{task.result.block_number} by "
+                f"{to_checksum_address(task.result.winner)}: training "
+                f"{format_bps(task.result.train_bps)}, test {format_bps(task.result.test_bps)}"
+            )
+        else:
+            left = task.deadline - now
+            line += f"deadline in {left} s" if left >= 0 else f"deadline {-left} s ago"
+        lines.append(line)
+    return lines
+
+
+def _unbonded_miners(w3: Web3, task: Task, parent: bytes) -> int:
+    """How many miners announced a valid solution at `parent` without holding a bond."""
+    try:
+        raw = w3.pole.announcements(task.task_id, parent)
+    except Web3RPCError:
+        return 0
+    found = valid_announcements(
+        raw, task_id=task.task_id, anchor_hash=parent, chain_id=w3.eth.chain_id
+    )
+    return sum(1 for announcement in found if not is_bonded(w3, announcement.miner))
 
 
 def _count(fetch: Callable[[int, bytes], list], task_id: int, parent: bytes) -> int:

@@ -75,6 +75,7 @@ from miner.model_spec import (
 )
 from miner.pole_module import attach_pole, error_message
 from miner.sml import SML, SML_EXPANSION, output_shift_for, sml_for, sml_seed
+from pole_chain.clients.data_node import settled_anchor
 from vm_hooks.task import Task, TaskResult, TaskStatus
 
 FORMAT = "pole-delivered-model/2"
@@ -386,7 +387,7 @@ def fetch_model(
     attach_pole(w3)
     task, result = _settled_task(w3, task_id)
     block = w3.eth.get_block(result.block_number)
-    parent_hash = bytes(block["parentHash"])
+    parent_hash = settled_anchor(w3, result).hash  # the task's anchor (docs/PROTOCOL.md)
     if bytes(block["mixHash"]) != result.model_commitment:
         raise ModelDeliveryError(
             f"block #{result.block_number} does not carry task {task_id}'s model commitment"

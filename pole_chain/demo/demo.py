@@ -1,11 +1,14 @@
 """`pole demo`: one PoLe height end to end, with real processes on this machine.
 
-    1. a node process (non-dev, proof-of-work idle blocks) on a free port: idle blocks
-       keep the chain live while no task is open
+    1. a 4-node devnet (`pole devnet`'s Cluster: full nodes on loopback joined by the p2p
+       network); node 0 seals proof-of-work idle blocks, which keep the chain live while
+       no task is open; miners use nodes 0..2, the data node node 3, each only its own
+       node's RPC, so bonds, tasks, blobs, releases and blocks travel by the network
     2. the task list, empty
-    3. three miner processes (different seeds and learning rates) wait for work
+    3. three miner processes (different seeds and learning rates) bond 1 ETH each in the
+       registry (data nodes admit bonded miners only) and wait for work
     4. a data node posts a digits task with 1 ETH in escrow (data_node.post_task, what
-       examples/post_task.py does); idle blocks stop while it is open
+       examples/post_task.py does)
     5. the miners train behind their own SML and announce; the data node releases its
        test set to the announced solutions (auto mode); the miners reveal and seal
        sibling blocks; fork choice keeps the best test accuracy, which is paid the escrow
@@ -32,7 +35,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 90.0
@@ -43,6 +46,8 @@ MINER_SETTINGS = ((0, 3e-3), (1, 2e-3), (2, 5e-3))
 ETHER = 10**18
 #: A run of this many empty idle blocks is printed as one line.
 COLLAPSE_IDLE_RUN = 4
+#: How long the miners may take to bond (one transaction each, in the next idle blocks).
+BOND_TIMEOUT_S = 60.0
 
 
 class DemoError(RuntimeError):
@@ -78,6 +83,8 @@ class Children:
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
         self.children: list[Child] = []
+        #: run after the children are stopped: the devnet's node processes (not Child's)
+        self.cleanups: list[Callable[[], None]] = []
 
     def start(self, name: str, argv: Sequence[str]) -> Child:
         log_path = self.logdir / f"{name}.log"
@@ -126,6 +133,8 @@ class Children:
                 except ProcessLookupError:
                     pass
                 child.process.wait(timeout=5)
+        while self.cleanups:
+            self.cleanups.pop()()
 
 
 def pole_command(name: str, *args: str) -> list[str]:
@@ -185,8 +194,7 @@ def describe_block(block) -> str:
     elif kind == "PoLe":
         text += (
             f"  task {sealed.task_id}, miner {short_address(sealed.miner)}, "
-            f"train {sealed.train_bps / 100:.2f} %, test {sealed.test_bps / 100:.2f} % "
-            f"(score {sealed.score})"
+            f"train {sealed.train_bps / 100:.2f} %, test {sealed.test_bps / 100:.2f} %"
         )
     return text + f"  {len(block['transactions'])} tx"
 
@@ -283,27 +291,10 @@ def _idle_work(block) -> int:
 
 
 def task_list(w3) -> list[str]:
-    """Every task the registry knows, one line each, read through web3's `w3.pole.tasks()`."""
-    from miner.pole_module import attach_pole
-    from pole_chain.clients.data_node import format_bps, format_ether
+    """Every task the registry knows, one line each: what `pole task list` prints."""
+    from pole_chain.clients.data_node import task_lines
 
-    tasks = attach_pole(w3).pole.tasks()
-    if not tasks:
-        return ["  (no tasks)"]
-    lines = []
-    for task in tasks:
-        line = (
-            f"  task {task.task_id}: {task.status.label:<7} reward {format_ether(task.reward)}, "
-            f"min train {format_bps(task.min_train_bps)}, time limit {task.time_limit} s, "
-            f"{task.solutions_wanted} solutions wanted"
-        )
-        if task.result is not None:
-            line += (
-                f"; won by {short_address(task.result.winner)}, "
-                f"test {format_bps(task.result.test_bps)}"
-            )
-        lines.append(line)
-    return lines
+    return ["  " + line for line in task_lines(w3)]
 
 
 # --------------------------------------------------------------------------------------
@@ -314,6 +305,7 @@ def task_list(w3) -> list[str]:
 @dataclass(frozen=True)
 class DemoConfig:
     miners: int = 3
+    nodes: int = 4  # a devnet: miners on nodes 0..nodes-2, the data node on the last one
     accuracy_bps: int = 9500
     time_limit_s: int = 240
     reward_wei: int = ETHER
@@ -332,7 +324,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> dict:
         children = Children(root)
         stack.callback(children.stop_all)
         say(
-            f"PoLe chain demo: a node, {config.miners} miners and a data node on this machine "
+            f"PoLe chain demo: {config.nodes} nodes, {config.miners} miners and a data node on this machine "
             f"(logs in {root}{', removed at the end' if config.workdir is None else ''})"
         )
         try:
@@ -351,114 +343,206 @@ def _phase(say: Callable[[str], None], started: float, title: str) -> None:
     say(f"\n[{time.monotonic() - started:5.1f} s] {title}")
 
 
-def _run(config: DemoConfig, root: Path, children: Children, say, started: float) -> dict:
-    from eth_utils import to_canonical_address
-    from web3 import Web3
+@dataclass
+class _Scene:
+    """What the demo's phases share: the chain, who is who, and what happened so far."""
 
-    from miner.integer_eval import evaluate_integer_model
-    from miner.integer_model import decode_model
-    from miner.sml import SML_EXPANSION, sml_for
-    from miner.pole_module import attach_pole
-    from pole_chain.clients.data_node import (
-        format_bps,
-        format_ether,
-        load_test_set,
-        post_task,
-        registry_contract,
-        release,
-    )
+    config: DemoConfig
+    root: Path
+    children: Children
+    say: Callable[[str], None]
+    started: float
+    w3: Any = None
+    url: str = ""  # the data node's node, whose view the demo shows
+    urls: list = field(default_factory=list)  # every devnet node's RPC URL
+    watcher: Optional[BlockWatcher] = None
+    poster: Any = None
+    miner_accounts: list = field(default_factory=list)
+    names: dict = field(default_factory=dict)  # canonical address -> "miner N"
+
+    def phase(self, title: str) -> None:
+        _phase(self.say, self.started, title)
+
+    @property
+    def workdir(self) -> Path:
+        return self.root / "data-node"
+
+
+def _run(config: DemoConfig, root: Path, children: Children, say, started: float) -> dict:
+    """The demo's phases in order (module docstring); returns the summary."""
+    from eth_utils import to_canonical_address
+
     from vm_hooks.genesis import dev_accounts
-    from pole_chain.clients.model_delivery import fetch_model, load_delivered_model
 
     accounts = dev_accounts()
-    poster = accounts[0]
-    miner_accounts = accounts[1 : 1 + config.miners]
-    names = {to_canonical_address(a.address): f"miner {i + 1}" for i, a in enumerate(miner_accounts)}
-
-    # 1. the node --------------------------------------------------------------------
-    _phase(say, started, "1. Starting a PoLe node (full mode, proof-of-work idle blocks)")
-    node, url = start_node(children, root / "chain", "--mine-idle")
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
-    attach_pole(w3)
-    say(f"  node listening on {url}, chain id {w3.eth.chain_id:#x}")
-    say("  no task is open, so the node seals idle blocks (a light proof of work):")
-    watcher = BlockWatcher(w3, say)
-    watcher.wait_for(lambda b: block_kind(b) == "idle", 3, timeout_s=60)
-
-    # 2. the task list before -----------------------------------------------------------
-    _phase(say, started, "2. Task list before")
-    for line in task_list(w3):
+    scene = _Scene(config, root, children, say, started, poster=accounts[0])
+    scene.miner_accounts = accounts[1 : 1 + config.miners]
+    scene.names = {
+        to_canonical_address(a.address): f"miner {i + 1}" for i, a in enumerate(scene.miner_accounts)
+    }
+    _start_chain(scene)
+    scene.phase("2. Task list before")
+    for line in task_list(scene.w3):
         say(line)
+    miners = _start_miners(scene)
+    task_id, test_set, balances_before = _post(scene)
+    outcome, result = _release_and_settle(scene, task_id, miners)
+    rows = _competing_solutions(scene, outcome, result, test_set)
+    _show_balances(scene, balances_before)
+    delivered_bps, delivery = _deliver(scene, task_id, result, test_set)
+    scene.phase("8. The task is settled: idle blocks resume")
+    scene.watcher.wait_for(lambda b: block_kind(b) == "idle", 2, timeout_s=60)
+    scene.phase("Done. Stopping the node and miners.")
+    return {
+        "task_id": task_id,
+        "winner": result.winner,
+        "test_bps": result.test_bps,
+        "delivered_bps": delivered_bps,
+        "solutions": [(a.miner, a.train_bps, t) for a, t in rows],
+        "checked_test_bps": delivery.meta["checked_test_bps"],
+        "seconds": time.monotonic() - started,
+    }
 
-    # 3. miners -------------------------------------------------------------------------
-    _phase(say, started, f"3. Starting {config.miners} miners (they wait for a task)")
+
+def _start_chain(scene: _Scene) -> None:
+    """1. A devnet (pole_chain/devnet): full nodes on loopback joined by the p2p network,
+    node 0 sealing proof-of-work idle blocks. The demo talks to the last node, the data
+    node's: every block, bond and announcement it shows arrived there over the network."""
+    from miner.pole_module import pole_web3
+    from pole_chain.devnet.cluster import Cluster
+
+    nodes = scene.config.nodes
+    scene.phase(f"1. Starting a {nodes}-node PoLe devnet (full nodes, proof-of-work idle blocks)")
+    cluster = Cluster(scene.root / "devnet", nodes=nodes)
+    scene.children.cleanups.append(cluster.stop)
+    cluster.start()
+    scene.urls = [node.url for node in cluster.members]
+    scene.url = scene.urls[-1]
+    scene.w3 = pole_web3(scene.url)
+    for index, node in enumerate(cluster.members):
+        roles = ["idle blocks"] * (index == 0) + ["data node"] * (index == nodes - 1)
+        scene.say(f"  node {index}: {node.url} {node.multiaddr}"
+                  + (f"  ({', '.join(roles)})" if roles else ""))
+    scene.say(f"  chain id {scene.w3.eth.chain_id:#x}; logs in {cluster.root}")
+    scene.say("  no task is open, so node 0 seals idle blocks (a light proof of work); node "
+              f"{nodes - 1} sees them by gossip:")
+    scene.watcher = BlockWatcher(scene.w3, scene.say)
+    scene.watcher.wait_for(lambda b: block_kind(b) == "idle", 3, timeout_s=60)
+
+
+def _miner_url(scene: _Scene, index: int) -> str:
+    """Miner `index`'s own node: nodes 0..N-2 in turn (the last is the data node's), or
+    the only node of a one-node devnet."""
+    spare = len(scene.urls) - 1
+    return scene.urls[index % spare] if spare else scene.urls[0]
+
+
+def _start_miners(scene: _Scene) -> list[Child]:
+    """3. One `pole mine --once` process per miner; each bonds on start (data nodes admit
+    bonded miners only), and the demo waits for every bond before posting."""
+    from miner.bonds import is_bonded
+    from vm_hooks.params import MINER_BOND
+
+    scene.phase(f"3. Starting {scene.config.miners} miners (they bond, then wait for a task)")
     miners = []
-    for index, account in enumerate(miner_accounts):
+    for index, account in enumerate(scene.miner_accounts):
         seed, lr = MINER_SETTINGS[index % len(MINER_SETTINGS)]
         seed += index // len(MINER_SETTINGS) * 10
-        say(f"  miner {index + 1}: {account.address}  seed {seed}, learning rate {lr}")
-        miners.append(
-            children.start(
-                f"miner{index + 1}",
-                pole_command(
-                    "mine", "--rpc", url, "--key", "0x" + bytes(account.key).hex(),
-                    "--seed", str(seed), "--lr", str(lr), "--once", "--no-progress",
-                    "--poll", "0.5",
-                ),
-            )
+        scene.say(f"  miner {index + 1}: {account.address}  seed {seed}, learning rate {lr}, "
+                  f"on node {scene.urls.index(_miner_url(scene, index))}")
+        argv = pole_command(
+            "mine", "--rpc", _miner_url(scene, index), "--key", "0x" + bytes(account.key).hex(),
+            "--seed", str(seed), "--lr", str(lr), "--once", "--no-progress", "--poll", "0.5",
         )
+        miners.append(scene.children.start(f"miner{index + 1}", argv))
+    deadline = time.monotonic() + BOND_TIMEOUT_S
+    while not all(is_bonded(scene.w3, a.address) for a in scene.miner_accounts):
+        if time.monotonic() > deadline:
+            raise DemoError(f"the miners were not all bonded within {BOND_TIMEOUT_S:.0f} s")
+        scene.watcher.show_new()
+        time.sleep(0.2)
+    scene.watcher.show_new()
+    scene.watcher.flush()
+    scene.say(
+        f"  every miner holds a {MINER_BOND // ETHER} ETH bond in the registry: announcements "
+        "from unbonded keys are not admitted"
+    )
+    return miners
 
-    # 4. post ---------------------------------------------------------------------------
-    _phase(say, started, "4. The data node posts a task (digits, mlp) from a web3 script")
-    registry = registry_contract(w3)
-    watch = [poster.address, registry.address] + [a.address for a in miner_accounts]
-    balances_before = {address: w3.eth.get_balance(address) for address in watch}
-    workdir = root / "data-node"
+
+def _post(scene: _Scene) -> tuple[int, Any, dict]:
+    """4. The data node posts the task; returns (task id, secret test set, balances before)."""
+    from pole_chain.clients.data_node import format_bps, format_ether, load_test_set, post_task
+
+    config = scene.config
+    scene.phase("4. The data node posts a task (digits, mlp) from a web3 script")
+    balances_before = {address: scene.w3.eth.get_balance(address) for address in _watched(scene)}
     task_id = post_task(
-        w3, poster,
+        scene.w3, scene.poster,
         dataset="digits", model="mlp", reward_wei=config.reward_wei,
         min_train_bps=config.accuracy_bps, time_limit_s=config.time_limit_s,
-        solutions_wanted=config.miners, seed=0, workdir=workdir,
+        solutions_wanted=config.miners, seed=0, workdir=scene.workdir,
     )
-    test_set = load_test_set(workdir, task_id)
-    say(
-        f"  task {task_id} posted by {short_address(poster.address)}: reward "
+    test_set = load_test_set(scene.workdir, task_id)
+    scene.say(
+        f"  task {task_id} posted by {short_address(scene.poster.address)}: reward "
         f"{format_ether(config.reward_wei)} in escrow, min train {format_bps(config.accuracy_bps)}, "
         f"{config.miners} solutions wanted; {test_set.n} test samples kept secret"
     )
-    watcher.show_new()
-    watcher.flush()
-    say("  while the task is open no idle block may be sealed: the head waits for a PoLe block")
+    scene.watcher.show_new()
+    scene.watcher.flush()
+    return task_id, test_set, balances_before
 
-    # 5. announce, release, seal ---------------------------------------------------------
-    _phase(say, started, "5. Miners train and announce; the data node releases (auto mode)")
+
+def _watched(scene: _Scene) -> list[str]:
+    """The addresses whose balances the demo shows: poster, registry, miners."""
+    from pole_chain.clients.data_node import registry_contract
+
+    registry = registry_contract(scene.w3)
+    return [scene.poster.address, registry.address] + [a.address for a in scene.miner_accounts]
+
+
+def _release_and_settle(scene: _Scene, task_id: int, miners: list[Child]):
+    """5. Auto release, then the miners' sibling blocks until the task is settled."""
+    from pole_chain.clients.data_node import release
+
+    config = scene.config
+    scene.phase("5. Miners train and announce; the data node releases (auto mode)")
     outcome = release(
-        w3, poster, task_id, workdir, wait_for=config.miners, timeout_s=config.time_limit_s / 2,
-        progress=lambda line: say("  " + line),
+        scene.w3, scene.poster, task_id, scene.workdir, wait_for=config.miners,
+        timeout_s=config.time_limit_s / 2, progress=lambda line: scene.say("  " + line),
     )
-    say(
-        f"  released the test set to {len(outcome.admitted)} solution(s), parent "
-        f"0x{outcome.parent_hash.hex()[:12]}…, release 0x{outcome.digest.hex()[:12]}…"
+    scene.say(
+        f"  released the test set to {len(outcome.admitted)} solution(s), anchor "
+        f"0x{outcome.anchor_hash.hex()[:12]}…, release 0x{outcome.digest.hex()[:12]}…"
     )
-    say("  miners reveal their models and seal sibling blocks; fork choice keeps the best:")
+    scene.say("  miners reveal their models and seal sibling blocks; fork choice keeps the best:")
     deadline = time.monotonic() + config.time_limit_s
     while any(m.alive() for m in miners) and time.monotonic() < deadline:
-        watcher.show_new()
+        scene.watcher.show_new()
         time.sleep(0.2)
-    task = _wait_settled(w3, task_id, deadline)
-    watcher.show_new()
-    watcher.flush()
-    result = task.result
+    task = _wait_settled(scene.w3, task_id, deadline)
+    scene.watcher.show_new()
+    scene.watcher.flush()
+    return outcome, task.result
 
-    # 6. outcome ------------------------------------------------------------------------
-    _phase(say, started, "6. Competing solutions (each revealed model evaluated on the released test set)")
+
+def _competing_solutions(scene: _Scene, outcome, result, test_set) -> list:
+    """6. Every admitted solution re-evaluated on the test set, and the winner."""
+    from miner.integer_eval import evaluate_integer_model
+    from miner.integer_model import decode_model
+    from miner.sml import SML_EXPANSION, sml_for
+    from pole_chain.clients.data_node import format_bps
+
+    say, names = scene.say, scene.names
+    scene.phase("6. Competing solutions (each revealed model evaluated on the released test set)")
     rows = []
     for announcement in outcome.admitted:
-        blob = w3.pole.get_model(announcement.model_commitment)
+        blob = scene.w3.pole.get_model(announcement.model_commitment)
         test_bps = None
         if blob is not None:
             model = decode_model(blob)
-            sml = sml_for(outcome.parent_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
+            sml = sml_for(outcome.anchor_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
             test_bps = evaluate_integer_model(model, sml, test_set)
         rows.append((announcement, test_bps))
     rows.sort(key=lambda row: -(row[1] or -1))
@@ -482,52 +566,55 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
             "  (a better sibling arrived after idle blocks had extended a worse one: fork choice "
             "compares total scores, and each idle block adds 1)"
         )
-    balances_after = {address: w3.eth.get_balance(address) for address in watch}
-    say("  balances (escrow moves from the poster through the registry to the winner):")
-    for address in watch:
-        label = "poster" if address == poster.address else (
-            "registry" if address == registry.address else names[to_canonical_address(address)]
+    return rows
+
+
+def _show_balances(scene: _Scene, balances_before: dict) -> None:
+    """6, continued: balances before and after, and the task list."""
+    from eth_utils import to_canonical_address
+
+    from pole_chain.clients.data_node import format_ether
+
+    watched = _watched(scene)
+    registry = watched[1]
+    balances_after = {address: scene.w3.eth.get_balance(address) for address in watched}
+    scene.say("  balances (escrow moves from the poster through the registry to the winner):")
+    for address in watched:
+        label = "poster" if address == scene.poster.address else (
+            "registry" if address == registry else scene.names[to_canonical_address(address)]
         )
         change = balances_after[address] - balances_before[address]
         sign = "+" if change >= 0 else "-"
-        say(
+        scene.say(
             f"    {label:<9} {short_address(address)}  {format_ether(balances_before[address]):>22} -> "
             f"{format_ether(balances_after[address]):>22}  ({sign}{format_ether(abs(change))})"
         )
-    say("  task list after:")
-    for line in task_list(w3):
-        say(line)
+    scene.say("  task list after:")
+    for line in task_list(scene.w3):
+        scene.say(line)
 
-    # 7. delivery -----------------------------------------------------------------------
-    _phase(say, started, "7. pole model get: fetch, check and use the winning model")
-    out_dir = root / "model"
-    delivery = fetch_model(w3, task_id, out_dir)
-    say(f"  model blob checked against commitment 0x{result.model_commitment.hex()[:12]}…; wrote "
-        + ", ".join(sorted(p.name for p in out_dir.iterdir())))
+
+def _deliver(scene: _Scene, task_id: int, result, test_set):
+    """7. `pole model get`'s delivery, and the delivered module on the raw held-out rows."""
+    from pole_chain.clients.data_node import format_bps
+    from pole_chain.clients.model_delivery import fetch_model, load_delivered_model
+
+    scene.phase("7. pole model get: fetch, check and use the winning model")
+    out_dir = scene.root / "model"
+    delivery = fetch_model(scene.w3, task_id, out_dir)
+    scene.say(f"  model blob checked against commitment 0x{result.model_commitment.hex()[:12]}…; wrote "
+              + ", ".join(sorted(p.name for p in out_dir.iterdir())))
     module = load_delivered_model(out_dir)
-    raw, labels = held_out_source_rows(workdir, task_id)  # load_digits() values 0..16
+    raw, labels = held_out_source_rows(scene.workdir, task_id)  # load_digits() values 0..16
     correct = int((module.predict(raw) == labels).sum())
     delivered_bps = correct * 10000 // test_set.n
-    say(
+    scene.say(
         f"  delivered torch module on the raw held-out data: {correct}/{test_set.n} correct = "
         f"{format_bps(delivered_bps)} (the block claimed {format_bps(result.test_bps)})"
     )
     if delivered_bps != result.test_bps:
         raise DemoError(f"delivered model scores {delivered_bps} bps, block claimed {result.test_bps}")
-
-    # 8. idle again ---------------------------------------------------------------------
-    _phase(say, started, "8. The task is settled: idle blocks resume")
-    watcher.wait_for(lambda b: block_kind(b) == "idle", 2, timeout_s=60)
-    _phase(say, started, "Done. Stopping the node and miners.")
-    return {
-        "task_id": task_id,
-        "winner": result.winner,
-        "test_bps": result.test_bps,
-        "delivered_bps": delivered_bps,
-        "solutions": [(a.miner, a.train_bps, t) for a, t in rows],
-        "checked_test_bps": delivery.meta["checked_test_bps"],
-        "seconds": time.monotonic() - started,
-    }
+    return delivered_bps, delivery
 
 
 def held_out_source_rows(workdir: Path, task_id: int):
@@ -570,7 +657,8 @@ def _positive_int(text: str) -> int:
 
 def configure_demo_command(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
-        "Starts a node (proof-of-work idle blocks), miners and a data node as local processes, "
+        "Starts a 4-node devnet (node 0 seals proof-of-work idle blocks), miners on nodes 0-2 and "
+        "a data node on node 3 as local processes, "
         "posts a digits task, lets the miners compete, releases, settles, and delivers the "
         "winning model. Everything is stopped at the end or on Ctrl-C."
     )

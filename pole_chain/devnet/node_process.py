@@ -22,6 +22,7 @@ from web3 import Web3
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60.0
 _LISTENING = re.compile(r"Listening on (http://\S+)")
+_P2P = re.compile(r"P2P on (/\S+)")
 
 
 def child_environment() -> dict:
@@ -39,6 +40,7 @@ class NodeProcess:
         self.dev = dev
         self.process: Optional[subprocess.Popen] = None
         self.url = ""
+        self.multiaddr = ""  # set when the node joined the network (--listen / --peer)
         self.banner: list[str] = []
         self._stderr = tempfile.TemporaryFile(mode="w+")
 
@@ -74,6 +76,9 @@ class NodeProcess:
             if line is None:
                 raise RuntimeError(f"node exited during startup:\n{self.stderr()}")
             self.banner.append(line.rstrip("\n"))
+            p2p = _P2P.search(line)
+            if p2p:
+                self.multiaddr = p2p.group(1)
             match = _LISTENING.search(line)
             if match:
                 self.url = match.group(1)

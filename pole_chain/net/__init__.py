@@ -17,6 +17,7 @@ from pole_chain.net.interfaces import (
     Verdict,
 )
 from pole_chain.net.network import Network, NetworkError
+from pole_chain.net.peer_score import Offence
 from pole_chain.net.wire import RefusedError, WireError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "NetworkError",
     "NodeInfo",
     "NodeSink",
+    "Offence",
     "PeerRecord",
     "PeerRefusedError",
     "RefusedError",

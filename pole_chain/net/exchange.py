@@ -39,7 +39,7 @@ _CODEC = BytesCodec()
 
 
 class Exchange:
-    """The four request/response protocols of one host."""
+    """The five request/response protocols of one host."""
 
     def __init__(
         self,
@@ -59,12 +59,13 @@ class Exchange:
         self._max_blob_size = max_blob_size
 
     def register(self) -> None:
-        """Install the four stream handlers on the host."""
+        """Install the five stream handlers on the host."""
         handlers = {
             wire.STATUS_PROTOCOL: (self._serve_status, 1024),
             wire.HEADERS_PROTOCOL: (self._serve_headers, wire.MAX_HEADERS_RESPONSE_SIZE),
             wire.BLOCKS_PROTOCOL: (self._serve_blocks, wire.MAX_BLOCKS_RESPONSE_SIZE),
             wire.BLOB_PROTOCOL: (self._serve_blob, self._max_blob_size + 1),
+            wire.BLOCK_DATA_PROTOCOL: (self._serve_block_data, 2 * self._max_blob_size + 64),
         }
         for protocol, (handler, max_response) in handlers.items():
             self._rr.set_handler(
@@ -109,6 +110,38 @@ class Exchange:
             if keccak(data) == digest:
                 return data
             logger.warning("peer %s sent wrong bytes for blob %s", peer, digest.hex())
+            self._penalise(str(peer), Offence.WRONG_BLOB)
+        return None
+
+    async def fetch_block_data(
+        self,
+        release_prefix: bytes,
+        commitment: bytes,
+        matches: Callable[[bytes, bytes], bool],
+        peers: Sequence[ID],
+    ) -> wire.BlockData | None:
+        """A PoLe block's release and model from the first peer holding both, checked.
+
+        The release must hash to a digest starting with `release_prefix`; release and model
+        must pass `matches(release, model)` (the node recomputes the commitment from the
+        model, the block's miner and the release's anchor). A peer failing either check is
+        penalised as for a wrong blob.
+        """
+        request = wire.encode_block_data_request(release_prefix, commitment)
+        for peer in peers:
+            try:
+                body = await self._request(
+                    peer, wire.BLOCK_DATA_PROTOCOL, request, 2 * self._max_blob_size + 64
+                )
+                data = self._parse(peer, wire.decode_block_data, body)
+            except (wire.RefusedError, wire.WireError, RequestResponseError) as error:
+                logger.info("block data from %s failed: %s", peer, error)
+                continue
+            if not data.release or not data.model:
+                continue  # this peer lacks a part; another may hold both
+            if keccak(data.release).startswith(release_prefix) and matches(data.release, data.model):
+                return data
+            logger.warning("peer %s sent block data that does not match the block", peer)
             self._penalise(str(peer), Offence.WRONG_BLOB)
         return None
 
@@ -194,6 +227,16 @@ class Exchange:
         if len(data) > self._max_blob_size:
             return wire.error_response(wire.Code.SERVER_ERROR, "blob above this node's limit")
         return wire.encode_response(wire.Code.OK, data)
+
+    async def _serve_block_data(self, request: bytes, context: RequestContext) -> bytes:
+        try:
+            prefix, commitment = wire.decode_block_data_request(request)
+        except wire.WireError as error:
+            return self._bad_request(context, error)
+        release, model = await trio.to_thread.run_sync(self._chain.block_data, prefix, commitment)
+        if len(release) > self._max_blob_size or len(model) > self._max_blob_size:
+            return wire.error_response(wire.Code.SERVER_ERROR, "block data above this node's limit")
+        return wire.encode_response(wire.Code.OK, wire.encode_block_data(wire.BlockData(release, model)))
 
     def _bad_request(self, context: RequestContext, error: Exception) -> bytes:
         logger.info("bad %s request from %s: %s", context.protocol_id, context.peer_id, error)

@@ -86,6 +86,14 @@ class ChainView(Protocol):
         """The blob whose keccak is `digest`, or None when this node does not hold it."""
         ...
 
+    def block_data(self, release_prefix: bytes, commitment: bytes) -> tuple[bytes, bytes]:
+        """(release, model) a PoLe block names by digest prefix and commitment; b"" if absent.
+
+        Not content digests, so the blob protocol cannot serve them; the receiver checks
+        the release against the prefix and the model against the commitment.
+        """
+        ...
+
 
 class NodeSink(Protocol):
     """Where validated gossip goes. Each call validates and, on ACCEPT, takes the item in."""

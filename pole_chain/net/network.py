@@ -26,6 +26,7 @@ from pole_chain.net.config import NetworkConfig
 from pole_chain.net.envelope import Kind
 from pole_chain.net.host import PoLeHost
 from pole_chain.net.interfaces import ChainStatus, ChainView, NodeInfo, NodeSink, PeerRecord
+from pole_chain.net.peer_score import Offence
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class Network:
         """admin_nodeInfo: id, dialable addresses (real port), protocols, head."""
         addrs = self._call_sync(self._host.addrs)
         protocols = tuple(
-            [wire.STATUS_PROTOCOL, wire.HEADERS_PROTOCOL, wire.BLOCKS_PROTOCOL, wire.BLOB_PROTOCOL]
+            [wire.STATUS_PROTOCOL, wire.HEADERS_PROTOCOL, wire.BLOCKS_PROTOCOL, wire.BLOB_PROTOCOL,
+             wire.BLOCK_DATA_PROTOCOL]
         )
         return NodeInfo(self.peer_id, tuple(addrs), protocols, self._chain.head())
 
@@ -133,6 +135,11 @@ class Network:
         """The deny list."""
         return self._call_sync(lambda: set(self._host.refused))
 
+    def report_peer(self, peer_id: str, offence: Offence) -> None:
+        """Score an offence the node found in what a peer served (sync's headers and blocks
+        are checked by the node, not here): the same points and ban as the network's own."""
+        self._call_sync(self._host.penalise, peer_id, offence)
+
     # --- gossip ------------------------------------------------------------------------
 
     def publish_transaction(self, raw: bytes) -> None:
@@ -163,6 +170,33 @@ class Network:
 
     async def _fetch_blob(self, digest: bytes) -> bytes | None:
         return await self._host.exchange.fetch_blob(digest, self._host.ranked_peers())
+
+    def fetch_block_data(
+        self,
+        release_prefix: bytes,
+        commitment: bytes,
+        matches: Callable[[bytes, bytes], bool],
+        timeout: float = 120.0,
+    ) -> tuple[bytes, bytes] | None:
+        """(release, model) of a PoLe block from the first peer with both, checked; or None.
+
+        `matches(release, model)` runs on the network thread: it must be quick and not raise.
+        """
+        data = self._call(
+            self._fetch_block_data, release_prefix, commitment, matches, timeout=timeout
+        )
+        return None if data is None else (data.release, data.model)
+
+    async def _fetch_block_data(
+        self, release_prefix: bytes, commitment: bytes, matches: Callable[[bytes, bytes], bool]
+    ) -> wire.BlockData | None:
+        return await self._host.exchange.fetch_block_data(
+            release_prefix, commitment, matches, self._host.ranked_peers()
+        )
+
+    def statuses(self) -> dict[str, ChainStatus]:
+        """The last status each connected peer sent (handshake or request_status)."""
+        return self._call_sync(lambda: dict(self._host.statuses))
 
     def request_status(self, peer_id: str) -> ChainStatus:
         """A fresh status handshake with one peer."""

@@ -26,6 +26,7 @@ class Offence(enum.Enum):
     WRONG_BLOB = 100.0  # bytes whose keccak is not the digest asked for
     BAD_RESPONSE = 25.0  # a response that does not parse, or headers we did not ask for
     WRONG_GENESIS = 100.0  # a peer of another chain
+    INVALID_CHAIN = 50.0  # sync: headers or blocks that do not parse, link or pass the checks
 
 
 DEFAULT_THRESHOLD = 100.0

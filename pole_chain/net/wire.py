@@ -9,6 +9,12 @@ resetting the stream; a client tells a refusal from a broken peer.
     headers /pole/headers/1  request: rlp([start, count])    response: OK rlp([header...])
     blocks  /pole/blocks/1   request: rlp([start, count])    response: OK rlp([block...])
     blob    /pole/blob/1     request: 32-byte keccak digest  response: OK raw bytes
+    data    /pole/blockdata/1  request: rlp([release digest prefix, model commitment])
+                               response: OK rlp([release bytes, model bytes]) (b"" if absent)
+
+A PoLe block names its release by a digest prefix and its model by a commitment (a hash of
+model, miner and parent), neither of which is a content digest, so the blob protocol cannot
+fetch them; the block-data protocol can, and the receiver checks both against the header.
 
 Headers and blocks travel as the node's own RLP encodings, so this module needs no py-evm.
 """
@@ -27,6 +33,7 @@ STATUS_PROTOCOL = "/pole/status/1"
 HEADERS_PROTOCOL = "/pole/headers/1"
 BLOCKS_PROTOCOL = "/pole/blocks/1"
 BLOB_PROTOCOL = "/pole/blob/1"
+BLOCK_DATA_PROTOCOL = "/pole/blockdata/1"
 
 #: Requests are tiny; anything bigger is refused before it is read (the stream is reset).
 MAX_REQUEST_SIZE = 1024
@@ -36,6 +43,8 @@ MAX_BLOCKS_PER_REQUEST = 128
 MAX_HEADERS_RESPONSE_SIZE = 2 * 1024 * 1024
 MAX_BLOCKS_RESPONSE_SIZE = 16 * 1024 * 1024
 DIGEST_SIZE = 32
+#: vm_hooks.seal.RELEASE_DIGEST_PREFIX_SIZE is at most this (a header field is 32 bytes).
+MAX_RELEASE_PREFIX_SIZE = 32
 
 
 class Code(enum.IntEnum):
@@ -148,6 +157,38 @@ def decode_digest(data: bytes) -> bytes:
     if len(data) != DIGEST_SIZE:
         raise WireError(f"a blob request is a {DIGEST_SIZE}-byte digest, not {len(data)} bytes")
     return data
+
+
+@dataclass(frozen=True)
+class BlockData:
+    """A PoLe block's release and model, as the block names them (empty: not held)."""
+
+    release: bytes
+    model: bytes
+
+
+def encode_block_data_request(release_prefix: bytes, commitment: bytes) -> bytes:
+    """rlp([release digest prefix, model commitment])."""
+    return rlp.encode([release_prefix, commitment])
+
+
+def decode_block_data_request(data: bytes) -> tuple[bytes, bytes]:
+    """(release prefix, commitment); WireError unless 1..32 and 32 bytes."""
+    prefix, commitment = _rlp_list(data, 2)
+    if not 0 < len(prefix) <= MAX_RELEASE_PREFIX_SIZE:
+        raise WireError(f"a release prefix is 1..{MAX_RELEASE_PREFIX_SIZE} bytes")
+    return prefix, _hash(commitment)
+
+
+def encode_block_data(data: BlockData) -> bytes:
+    """rlp([release, model])."""
+    return rlp.encode([data.release, data.model])
+
+
+def decode_block_data(data: bytes) -> BlockData:
+    """The release and model bytes of a block-data response."""
+    release, model = _rlp_list(data, 2)
+    return BlockData(release, model)
 
 
 def _list_prefix(length: int) -> bytes:

@@ -1,8 +1,9 @@
 """Background miners: blocks that appear without anyone asking.
 
 A dev node with a block time seals a block (empty or not) every interval, as anvil's
---block-time does. A full node with mine_idle seals proof-of-work idle blocks, which keep
-the chain live when there is nothing to train. Each runs in its own daemon thread and stops
+--block-time does. A full node with mine_idle seals proof-of-work idle blocks with the pool's
+transactions, whatever tasks are open: miners train against a task's anchor meanwhile, and
+their PoLe blocks land on any descendant of it (docs/PROTOCOL.md, "Task anchor"). Each runs in its own daemon thread and stops
 with the node; a failure is logged and retried, never fatal.
 """
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pole_chain.node.events import NodeEvents
 from pole_chain.node.locking import NodeLock
 from pole_chain.node.production import BlockProducer
 from vm_hooks.chain import PoLeChain
-from vm_hooks.registry_calls import best_open_task
 
 log = logging.getLogger("pole.node")
 
@@ -96,7 +96,7 @@ class BackgroundMiners:
             try:
                 if not self.seal_idle_block():
                     self._stop.wait(0.5)
-            except ValidationError as exc:  # e.g. an open task: idle blocks are not allowed
+            except ValidationError as exc:  # a rule this node's clock or head did not foresee
                 log.debug("no idle block on this head: %s", exc)
                 self._stop.wait(1.0)
             except Exception:
@@ -117,9 +117,6 @@ class BackgroundMiners:
             timestamp = earliest_idle_timestamp(self._chain, None)
             if timestamp > time.time():
                 return False  # a PoLe block's reveal window is still open
-            task = best_open_task(self._reader.state_at(parent))
-            if task is not None and task.deadline >= timestamp:
-                return False  # a task is open: only a PoLe block may extend this head
             produced, work = build_idle_block(
                 self._chain,
                 self._producer.candidates(parent),

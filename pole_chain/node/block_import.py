@@ -15,6 +15,7 @@ from eth.exceptions import HeaderNotFound
 from eth_typing import Hash32
 from eth_utils import ValidationError, encode_hex
 
+from pole_chain.node.block_log import log_pole_block
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.locking import NodeLock
 from pole_chain.node.production import BlockProducer
@@ -63,7 +64,7 @@ class BlockImporter:
         Importing a block already stored is a no-op. Raises BlockRejected.
         """
         with self._lock.writing():
-            block = self._decode(rlp_bytes)
+            block = self.decode(rlp_bytes)
             if self._reader.has_header(block.hash):
                 return block.hash
             self._check_timely_with_parent(block)
@@ -77,12 +78,17 @@ class BlockImporter:
                     f"internal error importing block #{block.number}: {type(exc).__name__}: {exc}"
                 ) from exc
             self._producer.after_new_head(result.new_canonical_blocks, result.old_canonical_blocks)
-            log.info(
-                "imported block #%d %s%s",
-                block.number,
-                encode_hex(block.hash),
-                "" if result.new_canonical_blocks else " (not canonical)",
+            logged = log_pole_block(
+                log, block, result.new_canonical_blocks, result.old_canonical_blocks,
+                self._reader.head(),
             )
+            if not logged:
+                log.info(
+                    "imported block #%d %s%s",
+                    block.number,
+                    encode_hex(block.hash),
+                    "" if result.new_canonical_blocks else " (not canonical)",
+                )
             return block.hash
 
     def _check_timely_with_parent(self, block: BlockAPI) -> None:
@@ -103,7 +109,8 @@ class BlockImporter:
                 f"#{block.number} {encode_hex(block.hash)}"
             ) from None
 
-    def _decode(self, rlp_bytes: bytes) -> BlockAPI:
+    def decode(self, rlp_bytes: bytes) -> BlockAPI:
+        """The block in `rlp_bytes`, decoded for its own fork; BlockRejected if it does not."""
         def decode(number: int) -> BlockAPI:
             block_class = self._chain.get_vm_class_for_block_number(number).get_block_class()
             return rlp.decode(bytes(rlp_bytes), sedes=block_class)

@@ -7,17 +7,19 @@
 - `transactions` (TransactionAdmission): raw transactions into the mempool, automine;
 - `production` (BlockProducer): dev blocks, and what each new head does to the pool;
 - `dev_controls` (DevControls) with `clock` (DevClock): evm_mine, snapshots, time travel;
-- `sealing` (PoLeSealer): a miner's seal becomes a verified block;
+- `sealing` (PoLeSealer): a miner's seal becomes an unsigned block, its seal checked;
 - `miners` (BackgroundMiners): interval mining (dev `block_time`) and idle mining;
 - `importer` (BlockImporter): blocks built elsewhere;
 - `tasks` (TaskViews): the registry's tasks at the head;
 - `withholding` (BlobWithholding): test sets not served before their release;
-- `blobs`, `solutions`, `mempool`: the stores.
+- `blobs`, `solutions`, `mempool`: the stores;
+- `network` (NetworkService, only with a NetworkConfig): peers, gossip, sync, data fetch.
 
 Every chain write happens under `node.lock` (one re-entrant lock, shared by all services).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import Address, Hash32
 from eth_utils import encode_hex, to_canonical_address, to_checksum_address
 
+from miner.messages import Release, SolutionAnnouncement
 from miner.seal_verifier import ModelSealVerifier
 from pole_chain.chain.database import open_database
 from pole_chain.chain.opening import open_chain
@@ -37,16 +40,20 @@ from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.dev_clock import DevClock
 from pole_chain.node.dev_controls import DevControls, DevOnly
 from pole_chain.node.events import NodeEvents
+from pole_chain.node.key_book import KeyBook
 from pole_chain.node.locking import NodeLock
 from pole_chain.node.mempool import Mempool, TransactionRejected
 from pole_chain.node.production import BlockProducer
-from pole_chain.node.sealing import PoLeSealer, SealRequest
+from pole_chain.node.sealing import BuiltBlock, PoLeSealer, SealRequest
 from pole_chain.node.solution_book import SolutionBook
 from pole_chain.node.task_views import TaskViews
 from pole_chain.node.withholding import BlobWithholding
+from pole_chain.net import NetworkConfig, NetworkError
+from pole_chain.node.network_service import NetworkService, NodeParts
 from vm_hooks.genesis import dev_accounts
+from vm_hooks.task import Task
 
-__all__ = ["BlockRejected", "DevOnly", "Node", "SealRequest", "TransactionRejected"]
+__all__ = ["BlockRejected", "BuiltBlock", "DevOnly", "Node", "SealRequest", "TransactionRejected"]
 
 
 class Node:
@@ -63,6 +70,7 @@ class Node:
         verifier: Any = None,
         blob_budget: int = DEFAULT_MAX_TOTAL_SIZE,
         blob_lifetime: float = DEFAULT_UNKEPT_LIFETIME,
+        network: NetworkConfig | None = None,
     ) -> None:
         _check_modes(dev=dev, block_time=block_time, mine_idle=mine_idle)
         self.datadir = Path(datadir).expanduser() if datadir is not None else None
@@ -76,6 +84,7 @@ class Node:
             unkept_lifetime=blob_lifetime,
         )
         self.solutions = SolutionBook(self._db, self.blobs)
+        self.key_book = KeyBook()  # encrypted tasks' key requests and bundles
         try:
             self.chain = open_chain(
                 self._db, dev=dev, verifier=verifier or ModelSealVerifier(self.solutions)
@@ -87,6 +96,22 @@ class Node:
         keys: list[LocalAccount] = dev_accounts() if dev else []
         self.accounts: list[str] = [to_checksum_address(a.address) for a in keys]
         self._compose(keys, block_time=block_time, mine_idle=mine_idle)
+        self.network = self._network_service(network) if network is not None else None
+
+    def _network_service(self, config: NetworkConfig) -> NetworkService:
+        """The network over these services; the peer key lives in the datadir (if any)."""
+        config = dataclasses.replace(
+            config, datadir=self.datadir, max_blob_size=self.blobs.max_size
+        )
+        return NetworkService(
+            NodeParts(
+                chain=self.chain, reader=self.reader, lock=self.lock, events=self.events,
+                importer=self.importer, transactions=self.transactions,
+                solutions=self.solutions, tasks=self.tasks, withholding=self.withholding,
+                blobs=self.blobs,
+            ),
+            config,
+        )
 
     def _compose(
         self, keys: list[LocalAccount], *, block_time: float | None, mine_idle: bool
@@ -123,10 +148,14 @@ class Node:
 
     def start(self) -> None:
         """Start background block production (interval mining, idle mining), if any."""
+        if self.network is not None:
+            self.network.start()
         self.miners.start()
 
     def close(self) -> None:
         """Stop background mining and close the database (idempotent)."""
+        if self.network is not None:
+            self.network.stop()
         self.miners.stop()
         with self.lock:
             if self.lock.closed:
@@ -152,11 +181,35 @@ class Node:
         """Validate and import an RLP block built elsewhere (BlockImporter.import_block)."""
         return self.importer.import_block(rlp_bytes)
 
-    def submit_pole_block(self, seal_request: SealRequest) -> Hash32:
-        """Build, verify and import a PoLe block from a miner's seal (PoLeSealer.submit)."""
-        return self.sealing.submit(seal_request)
+    def build_pole_block(self, seal_request: SealRequest) -> BuiltBlock:
+        """The unsigned PoLe block for a miner's seal (PoLeSealer.build); the miner signs it
+        and imports it with `import_block`."""
+        return self.sealing.build(seal_request)
+
+    def add_announcement(self, announcement: SolutionAnnouncement, task: Task) -> bool:
+        """Store a verified announcement (SolutionBook) and gossip it if it was new."""
+        stored = self.solutions.add_announcement(announcement, task)
+        if stored and self.network is not None:
+            self.network.publish_announcement(announcement.encode())
+        return stored
+
+    def add_release(self, release: Release, task: Task) -> bool:
+        """Store the poster's release (SolutionBook) and gossip it if it was new."""
+        stored = self.solutions.add_release(release, task)
+        if stored and self.network is not None:
+            self.network.publish_release(release.encode())
+        return stored
 
     # -- modes and status --------------------------------------------------------------
+
+    def peer_count(self) -> int:
+        """Connected peers (0 without a network)."""
+        if self.network is None:
+            return 0
+        try:
+            return self.network.network.peer_count()
+        except NetworkError:
+            return 0
 
     @property
     def automine(self) -> bool:
@@ -183,7 +236,7 @@ class Node:
                 "automine": self.automine,
                 "block_time": self.block_time,
                 "mine_idle": self.mine_idle,
-                "peers": 0,
+                "peers": self.peer_count(),
                 "mempool_size": len(self.mempool),
                 "blob_bytes": self.blobs.total_size,
                 "datadir": str(self.datadir) if self.datadir else None,

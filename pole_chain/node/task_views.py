@@ -1,22 +1,23 @@
 """Task views: the registry's tasks as this node's head sees them.
 
-pole_tasks, pole_task and pole_bestTask answer from here, messages are checked against the
-best open task at their parent, and blob withholding and the blob budget ask which digests
+pole_tasks, pole_task and pole_bestTask (with the best task's anchor) answer from here,
+messages are checked against the task their anchor block anchors, and blob withholding and the blob budget ask which digests
 the open tasks name. The digests are read once per head: miners poll for blobs and each
 registry read is an EVM call per task.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from eth.abc import BlockHeaderAPI
 from eth_typing import Hash32
 
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.locking import NodeLock
-from vm_hooks.registry_calls import best_open_task, read_task
+from vm_hooks.anchor import AncestorIndex, anchored_best_task, anchors_task
+from vm_hooks.registry_calls import read_task
 from vm_hooks.registry_calls import view as registry_view
-from vm_hooks.task import Task
+from vm_hooks.task import Task, TaskAnchor
 
 
 class UnknownTask(KeyError):
@@ -39,6 +40,7 @@ class TaskViews:
         self._reader = reader
         self._lock = lock
         self._open_digests: OpenTaskDigests | None = None
+        self._ancestors = AncestorIndex()
 
     def all(self) -> list[Task]:
         """Every task of the registry at the head, by id, with its result once settled."""
@@ -57,15 +59,27 @@ class TaskViews:
             return read_task(state, task_id)
 
     def best(self, parent: BlockHeaderAPI | None = None) -> Task | None:
-        """The task a miner must work on when building on ``parent`` (default: the head)."""
+        """The task a miner must work on when building on ``parent`` (default: the head),
+        with its anchor on that branch."""
         with self._lock:
-            return best_open_task(self._reader.state_at(parent or self._reader.head()))
+            parent = parent or self._reader.head()
+            anchored = anchored_best_task(self._reader.state_at(parent))
+            if anchored is None:
+                return None
+            number = anchored.anchor_number
+            anchor_hash = self._ancestors.ancestor_hash(parent, number, self._reader.header)
+            return replace(anchored.task, anchor=TaskAnchor(number, anchor_hash))
 
-    def best_at(self, parent_hash: Hash32) -> Task | None:
-        """The best open task when building on the block `parent_hash`; HeaderNotFound."""
+    def anchored_at(self, anchor_hash: Hash32) -> Task | None:
+        """The task the block `anchor_hash` anchors (it became best right after that block),
+        with that anchor, or None; HeaderNotFound for an unknown block. Announcements and
+        releases name their anchor, so they are checked against it on any branch."""
         with self._lock:
-            parent: BlockHeaderAPI = self._reader.header(parent_hash)
-            return self.best(parent)
+            anchor: BlockHeaderAPI = self._reader.header(anchor_hash)
+            task = anchors_task(self._reader.state_at(anchor), anchor)
+            if task is None:
+                return None
+            return replace(task, anchor=TaskAnchor(anchor.block_number, anchor.hash))
 
     def open_digests(self) -> OpenTaskDigests:
         """Test sets and blobs the open tasks at the head name (cached per head)."""

@@ -516,7 +516,7 @@ def net_listening(ctx: RpcContext) -> bool:
 
 @METHODS.method("net_peerCount")
 def net_peer_count(ctx: RpcContext) -> str:
-    return fmt.hex_int(0)
+    return fmt.hex_int(ctx.node.peer_count())
 
 
 @METHODS.method("eth_chainId")
@@ -525,8 +525,19 @@ def eth_chain_id(ctx: RpcContext) -> str:
 
 
 @METHODS.method("eth_syncing")
-def eth_syncing(ctx: RpcContext) -> bool:
-    return False
+def eth_syncing(ctx: RpcContext) -> bool | dict:
+    """geth's answer: false unless a sync from a leading peer is running, then where it
+    started, where the node is and the peer's head (clients wait on it before trusting
+    state; a node off the network never syncs)."""
+    network = ctx.node.network
+    progress = network.sync.progress() if network is not None else None
+    if progress is None:
+        return False
+    return {
+        "startingBlock": fmt.hex_int(progress.starting_block),
+        "currentBlock": fmt.hex_int(progress.current_block),
+        "highestBlock": fmt.hex_int(progress.highest_block),
+    }
 
 
 @METHODS.method("eth_mining")

@@ -11,9 +11,11 @@ from eth.exceptions import HeaderNotFound
 from eth_utils import to_checksum_address
 
 from miner.messages import MessageError, Release, SolutionAnnouncement
+from miner.encrypted_tasks import KeyBundle, KeyRequest
 from pole_chain.node.blob_store import BlobLimitExceeded
+from pole_chain.node.key_book import KeyRequestRejected
 from pole_chain.node.block_import import BlockRejected
-from pole_chain.node.sealing import SealRequest
+from pole_chain.node.sealing import BuiltBlock, SealRequest
 from pole_chain.rpc import formatting as fmt
 from pole_chain.node.block_import import NodeBug
 from pole_chain.rpc.dispatch import (
@@ -60,8 +62,9 @@ def pole_node_status(ctx: RpcContext) -> dict[str, Any]:
 
 
 def format_task(task: Task) -> dict[str, Any]:
-    """The task object of docs/RPC-POLE.md."""
+    """The task object of docs/RPC-POLE.md (`anchor` is set on the best open task only)."""
     result = task.result
+    anchor = task.anchor
     return {
         "id": fmt.hex_int(task.task_id),
         "poster": to_checksum_address(task.poster),
@@ -83,6 +86,10 @@ def format_task(task: Task) -> dict[str, Any]:
             "releaseDigest": fmt.hex_data(result.release_digest),
             "blockNumber": fmt.hex_int(result.block_number),
         },
+        "anchor": None if anchor is None else {
+            "number": fmt.hex_int(anchor.number),
+            "hash": fmt.hex_data(anchor.hash),
+        },
     }
 
 
@@ -102,7 +109,7 @@ def pole_task(ctx: RpcContext, task_id: int) -> dict[str, Any]:
 
 @METHODS.method("pole_bestTask")
 def pole_best_task(ctx: RpcContext) -> dict[str, Any] | None:
-    """The task miners building on the head must work on, or null."""
+    """The task miners building on the head must work on, with its anchor, or null."""
     task = ctx.node.tasks.best()
     return format_task(task) if task is not None else None
 
@@ -138,15 +145,18 @@ def _decoded(message_class: type, encoded: bytes) -> Any:
         raise RpcError(INVALID_PARAMS, f"malformed {message_class.__name__}: {exc}") from exc
 
 
-def _task_at(ctx: RpcContext, task_id: int, parent_hash: bytes) -> Task:
-    """The best open task when building on ``parent_hash``: what a message must be about."""
+def _task_at(ctx: RpcContext, task_id: int, anchor_hash: bytes) -> Task:
+    """The task anchored at ``anchor_hash`` (with its anchor): what a message must be about."""
     try:
-        task = ctx.node.tasks.best_at(parent_hash)
+        task = ctx.node.tasks.anchored_at(anchor_hash)
     except HeaderNotFound as exc:
-        raise RpcError(RESOURCE_NOT_FOUND, f"unknown parent 0x{parent_hash.hex()}") from exc
+        raise RpcError(RESOURCE_NOT_FOUND, f"unknown anchor block 0x{anchor_hash.hex()}") from exc
     if task is None or task.task_id != task_id:
-        best = "none" if task is None else task.task_id
-        raise RpcError(SERVER_ERROR, f"task {task_id} is not the best open task there ({best})")
+        anchored = "none" if task is None else task.task_id
+        raise RpcError(
+            SERVER_ERROR,
+            f"block 0x{anchor_hash.hex()} is not the anchor of task {task_id} (it anchors {anchored})",
+        )
     return task
 
 
@@ -162,15 +172,15 @@ def pole_announce(ctx: RpcContext, encoded: bytes) -> bool:
     """Store a signed SolutionAnnouncement (commit); true if it was new."""
     announcement = _decoded(SolutionAnnouncement, encoded)
     with ctx.node.lock:
-        task = _task_at(ctx, announcement.task_id, announcement.parent_hash)
-        return _stored(ctx.node.solutions.add_announcement, announcement, task)
+        task = _task_at(ctx, announcement.task_id, announcement.anchor_hash)
+        return _stored(ctx.node.add_announcement, announcement, task)
 
 
 @METHODS.method(
-    "pole_announcements", Param("taskId", fmt.quantity), Param("parentHash", fmt.hash32)
+    "pole_announcements", Param("taskId", fmt.quantity), Param("anchorHash", fmt.hash32)
 )
-def pole_announcements(ctx: RpcContext, task_id: int, parent_hash: bytes) -> list[str]:
-    return [fmt.hex_data(a.encode()) for a in ctx.node.solutions.announcements(task_id, parent_hash)]
+def pole_announcements(ctx: RpcContext, task_id: int, anchor_hash: bytes) -> list[str]:
+    return [fmt.hex_data(a.encode()) for a in ctx.node.solutions.announcements(task_id, anchor_hash)]
 
 
 @METHODS.method("pole_release", Param("release", fmt.data))
@@ -178,13 +188,13 @@ def pole_release(ctx: RpcContext, encoded: bytes) -> bool:
     """Store the poster's signed Release; true if it was new."""
     release = _decoded(Release, encoded)
     with ctx.node.lock:
-        task = _task_at(ctx, release.task_id, release.parent_hash)
-        return _stored(ctx.node.solutions.add_release, release, task)
+        task = _task_at(ctx, release.task_id, release.anchor_hash)
+        return _stored(ctx.node.add_release, release, task)
 
 
-@METHODS.method("pole_getRelease", Param("taskId", fmt.quantity), Param("parentHash", fmt.hash32))
-def pole_get_release(ctx: RpcContext, task_id: int, parent_hash: bytes) -> str | None:
-    release = ctx.node.solutions.release_for(task_id, parent_hash)
+@METHODS.method("pole_getRelease", Param("taskId", fmt.quantity), Param("anchorHash", fmt.hash32))
+def pole_get_release(ctx: RpcContext, task_id: int, anchor_hash: bytes) -> str | None:
+    release = ctx.node.solutions.release_for(task_id, anchor_hash)
     return fmt.hex_data(release.encode()) if release is not None else None
 
 
@@ -192,12 +202,12 @@ def pole_get_release(ctx: RpcContext, task_id: int, parent_hash: bytes) -> str |
     "pole_revealModel",
     Param("model", fmt.data),
     Param("coinbase", fmt.address),
-    Param("parentHash", fmt.hash32),
+    Param("anchorHash", fmt.hash32),
 )
-def pole_reveal_model(ctx: RpcContext, model: bytes, coinbase: bytes, parent_hash: bytes) -> str:
-    """Store a revealed model blob; returns its commitment for this coinbase and parent."""
+def pole_reveal_model(ctx: RpcContext, model: bytes, coinbase: bytes, anchor_hash: bytes) -> str:
+    """Store a revealed model blob; returns its commitment for this coinbase and anchor."""
     try:
-        return fmt.hex_data(ctx.node.solutions.reveal_model(model, coinbase, parent_hash))
+        return fmt.hex_data(ctx.node.solutions.reveal_model(model, coinbase, anchor_hash))
     except BlobLimitExceeded as exc:
         raise RpcError(LIMIT_EXCEEDED, str(exc)) from exc
 
@@ -233,15 +243,17 @@ def _seal_request(value: Any) -> SealRequest:
     )
 
 
-@METHODS.method("pole_sealBlock", Param("seal", _seal_request))
-def pole_seal_block(ctx: RpcContext, request: SealRequest) -> str:
-    """Build, verify and import a PoLe block on the given parent; returns its hash."""
+@METHODS.method("pole_buildBlock", Param("seal", _seal_request))
+def pole_build_block(ctx: RpcContext, request: SealRequest) -> dict[str, str]:
+    """The unsigned PoLe block for a seal on the given parent, its seal verified, and the
+    hash its coinbase signs; the miner signs it and sends it to pole_submitBlock."""
     try:
-        return fmt.hex_data(ctx.node.sealing.submit(request))
+        built: BuiltBlock = ctx.node.sealing.build(request)
     except BlockRejected as exc:
         raise RpcError(SEAL_REJECTED, str(exc)) from exc
     except NodeBug as exc:  # logged where it happened; not a verdict on the seal
         raise RpcError(INTERNAL_ERROR, str(exc)) from exc
+    return {"block": fmt.hex_data(built.encoded), "signingHash": fmt.hex_data(built.signing_hash)}
 
 
 @METHODS.method("pole_submitBlock", Param("block", fmt.data))
@@ -253,3 +265,56 @@ def pole_submit_block(ctx: RpcContext, block_rlp: bytes) -> str:
         raise RpcError(SERVER_ERROR, str(exc)) from exc
     except NodeBug as exc:  # logged where it happened; not a verdict on the block
         raise RpcError(INTERNAL_ERROR, str(exc)) from exc
+
+
+# -- encrypted tasks: key requests and key bundles (docs/RPC-POLE.md) ------------------
+
+
+def _key_message(message_class: type, encoded: bytes) -> Any:
+    try:
+        return message_class.decode(encoded)
+    except MessageError as exc:
+        raise RpcError(INVALID_PARAMS, f"malformed {message_class.__name__}: {exc}") from exc
+
+
+def _keys_stored(store: Any, message: Any, task: Task, chain_id: int) -> bool:
+    try:
+        return store(message, task, chain_id)
+    except (KeyRequestRejected, MessageError) as exc:
+        raise RpcError(SERVER_ERROR, str(exc)) from exc
+
+
+@METHODS.method("pole_requestKeys", Param("request", fmt.data))
+def pole_request_keys(ctx: RpcContext, encoded: bytes) -> bool:
+    """Store a miner's signed KeyRequest for (task, anchor); refused unless the anchor block
+    exists and anchors that task on this node. True if it was new."""
+    request = _key_message(KeyRequest, encoded)
+    with ctx.node.lock:
+        task = _task_at(ctx, request.task_id, request.anchor_hash)
+        return _keys_stored(ctx.node.key_book.add_request, request, task, ctx.node.chain_id)
+
+
+@METHODS.method("pole_keyRequests", Param("taskId", fmt.quantity), Param("anchorHash", fmt.hash32))
+def pole_key_requests(ctx: RpcContext, task_id: int, anchor_hash: bytes) -> list[str]:
+    """The key requests stored for (task, anchor): what the task's data node answers."""
+    return [fmt.hex_data(r.encode()) for r in ctx.node.key_book.requests(task_id, anchor_hash)]
+
+
+@METHODS.method("pole_putKeys", Param("bundle", fmt.data))
+def pole_put_keys(ctx: RpcContext, encoded: bytes) -> bool:
+    """Store a KeyBundle signed by the task's poster for (task, anchor, miner); true if new."""
+    bundle = _key_message(KeyBundle, encoded)
+    with ctx.node.lock:
+        task = _task_at(ctx, bundle.task_id, bundle.anchor_hash)
+        return _keys_stored(ctx.node.key_book.add_bundle, bundle, task, ctx.node.chain_id)
+
+
+@METHODS.method(
+    "pole_getKeys", Param("taskId", fmt.quantity), Param("anchorHash", fmt.hash32),
+    Param("miner", fmt.address),
+)
+def pole_get_keys(ctx: RpcContext, task_id: int, anchor_hash: bytes, miner: bytes) -> str | None:
+    """The KeyBundle for (task, anchor, miner), or null while the data node has not answered."""
+    bundle = ctx.node.key_book.bundle(task_id, anchor_hash, miner)
+    return fmt.hex_data(bundle.encode()) if bundle is not None else None
+

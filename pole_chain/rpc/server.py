@@ -7,6 +7,12 @@ easy to stop from a test. See docs/RPC.md.
 
 Limits: bodies over `max_body_size` get HTTP 413 with a JSON-RPC error body; a connection
 idle for IDLE_TIMEOUT seconds is closed. Nothing raised while answering ever stops the server.
+
+Other HTTP apps share the port by composition: `RpcServer.mount(prefix, app)` hands GET and
+POST requests under `prefix` to `app.handle(method, path, body) -> HttpReply` (the node's
+dashboard, pole_chain/dashboard, is mounted so by `pole node`); this module imports none of
+them. POST anywhere else stays JSON-RPC; with a mount, a browser's GET / (Accept: text/html)
+redirects to its prefix, any other GET / is still answered 405 (JSON-RPC needs POST).
 """
 from __future__ import annotations
 
@@ -17,9 +23,9 @@ import threading
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from pole_chain.rpc import dev_api, eth_api, pole_api
+from pole_chain.rpc import admin_api, dev_api, eth_api, pole_api
 from pole_chain.rpc.dispatch import INTERNAL_ERROR, INVALID_REQUEST, Dispatcher, MethodTable
 from pole_chain.rpc.filters import FilterStore
 
@@ -37,7 +43,9 @@ IDLE_TIMEOUT = 60
 DEFAULT_RPC_PORT = 8545
 
 #: Every method table the server answers from; a new *_api module adds its table here.
-METHOD_TABLES: tuple[MethodTable, ...] = (eth_api.METHODS, pole_api.METHODS, dev_api.METHODS)
+METHOD_TABLES: tuple[MethodTable, ...] = (
+    eth_api.METHODS, pole_api.METHODS, dev_api.METHODS, admin_api.METHODS
+)
 
 
 @dataclass
@@ -46,6 +54,22 @@ class RpcContext:
 
     node: Node
     filters: FilterStore
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """What a mounted app answers: status, body, content type, extra headers."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class HttpApp(Protocol):
+    """An app mounted on the RPC port (`RpcServer.mount`)."""
+
+    def handle(self, method: str, path: str, body: bytes) -> HttpReply: ...
 
 
 def _error_body(code: int, message: str) -> bytes:
@@ -93,6 +117,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
             return
         body = self.rfile.read(length)
+        if self._mounted("POST", body):
+            return
         try:
             response = self.server.dispatcher.handle_body(body)
         except Exception:  # the dispatcher catches handler errors; this is a last resort
@@ -116,15 +142,48 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.NO_CONTENT, b"")
 
     def do_GET(self) -> None:  # noqa: N802
+        mounts = self.server.mounts
+        browser = "text/html" in (self.headers.get("Accept") or "")
+        if mounts and browser and self.path.split("?", 1)[0] == "/":
+            prefix = next(iter(mounts))
+            self._reply(HTTPStatus.FOUND, b"", extra=(("Location", prefix + "/"),))
+            return
+        if self._mounted("GET", b""):
+            return
         self._reply(
             HTTPStatus.METHOD_NOT_ALLOWED,
             _error_body(INVALID_REQUEST, "invalid request: JSON-RPC needs POST"),
         )
 
-    def _reply(self, status: HTTPStatus, body: bytes, *, close: bool = False) -> None:
+    def _mounted(self, method: str, body: bytes) -> bool:
+        """Answer from the app mounted on this path, if any; True if one answered."""
+        path = self.path.split("?", 1)[0]
+        for prefix, app in self.server.mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                try:
+                    reply = app.handle(method, self.path, body)
+                except Exception:  # an app's bug must not stop the server
+                    log.exception("%s %s failed", method, self.path)
+                    reply = HttpReply(500, b'{"error": "internal error"}')
+                self._reply(HTTPStatus(reply.status), reply.body,
+                            content_type=reply.content_type, extra=reply.headers)
+                return True
+        return False
+
+    def _reply(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        *,
+        close: bool = False,
+        content_type: str = "application/json",
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.send_response(status)
         if status != HTTPStatus.NO_CONTENT:
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
+        for name, value in extra:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Access-Control-Allow-Origin", "*")
         self.send_header("Access-Control-Allow-Methods", "POST, OPTIONS")
@@ -149,6 +208,7 @@ class _HTTPServer(ThreadingHTTPServer):
     ) -> None:
         self.dispatcher = dispatcher
         self.max_body_size = max_body_size
+        self.mounts: dict[str, HttpApp] = {}
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _RequestHandler)
@@ -188,6 +248,12 @@ class RpcServer:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    def mount(self, prefix: str, app: HttpApp) -> None:
+        """Serve GET and POST requests under `prefix` (e.g. "/dashboard") from `app`."""
+        if not prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError(f"a mount prefix is /NAME, got {prefix!r}")
+        self._httpd.mounts[prefix] = app
 
     def start(self) -> None:
         self._thread = threading.Thread(

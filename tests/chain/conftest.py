@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 import pytest
 from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
 from eth_account import Account
+from eth_keys import keys
 from eth_utils import keccak
 
 from pole_chain.chain.block_production import produce_idle_block
@@ -30,9 +31,22 @@ class AcceptingVerifier:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.anchors: list[bytes] = []
 
-    def verify(self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task) -> None:
+    def verify(
+        self, header: BlockHeaderAPI, sealed: SealedHeader, task: Task, anchor_hash: bytes
+    ) -> None:
         self.calls += 1
+        self.anchors.append(anchor_hash)
+
+
+def miner_key(label: bytes) -> keys.PrivateKey:
+    """A test miner's key: a PoLe block is signed by its coinbase (vm_hooks/seal.py)."""
+    return keys.PrivateKey(keccak(b"test miner " + label))
+
+
+def address_of(key: keys.PrivateKey) -> bytes:
+    return key.public_key.to_canonical_address()
 
 
 def new_chain(*, dev: bool = False, verifier: Any = None, datadir=None) -> PoLeChain:

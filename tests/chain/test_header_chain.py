@@ -16,9 +16,10 @@ from pole_chain.chain.block_production import (
 from vm_hooks.seal import Seal, header_fields
 from vm_hooks.seal_errors import IdleWorkError, ScoreClaimError
 
-from .conftest import new_chain, post_task_tx, replay
+from .conftest import address_of, miner_key, new_chain, post_task_tx, replay
 
-MINER = b"\x44" * 20
+MINER_KEY = miner_key(b"header chain")
+MINER = address_of(MINER_KEY)
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def produced():
     blocks = [produce_idle_block(chain, [post_task_tx(chain, reward=10**18, time_limit=600)]).block]
     blocks.append(
         produce_pole_block(
-            chain, [], coinbase=MINER, task_id=1, model_commitment=keccak(b"m"),
+            chain, [], signer=MINER_KEY, task_id=1, model_commitment=keccak(b"m"),
             train_bps=8_000, test_bps=7_000, release_digest=keccak(b"r"),
         ).block
     )

@@ -8,9 +8,12 @@ from vm_hooks.genesis import dev_accounts
 from vm_hooks.registry_calls import TaskResult, TaskStatus, encode_call, read_task, view
 from vm_hooks.vm import BadSenderSignatureError, WrongChainIdError
 
-from .conftest import balance_of, head_state, new_chain, nonce_of, post_task_tx, replay, sign
+from .conftest import (
+    address_of, balance_of, head_state, miner_key, new_chain, nonce_of, post_task_tx, replay, sign,
+)
 
-MINER = b"\x22" * 20
+MINER_KEY = miner_key(b"settlement")
+MINER = address_of(MINER_KEY)
 POSTER = bytes.fromhex(dev_accounts()[0].address[2:])
 
 
@@ -20,7 +23,7 @@ def test_mixed_blocks_replay_to_the_same_state_roots():
     blocks.append(
         produce_pole_block(
             chain, [sign(chain, {"to": MINER, "value": 5, "nonce": nonce_of(chain, 0)})],
-            coinbase=MINER, task_id=1, model_commitment=keccak(b"m"), train_bps=8_000,
+            signer=MINER_KEY, task_id=1, model_commitment=keccak(b"m"), train_bps=8_000,
             test_bps=7_000, release_digest=keccak(b"r"),
         ).block
     )
@@ -37,7 +40,7 @@ def test_pole_block_pays_the_escrow_and_records_the_result():
     produce_idle_block(chain, [post_task_tx(chain, reward=3 * 10**18, time_limit=600)])
     assert balance_of(chain, REGISTRY_ADDRESS) == 3 * 10**18
     block = produce_pole_block(
-        chain, [], coinbase=MINER, task_id=1, model_commitment=keccak(b"model"),
+        chain, [], signer=MINER_KEY, task_id=1, model_commitment=keccak(b"model"),
         train_bps=9_100, test_bps=8_900, release_digest=keccak(b"release"),
     ).block
     state = head_state(chain)

@@ -4,7 +4,7 @@ from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 
 from pole_chain.chain.block_production import build_block, next_timestamp, produce_pole_block
-from pole_chain.demo.demo import block_kind, describe_block
+from pole_chain.demo.demo import block_kind, describe_block, short_address
 from vm_hooks.seal import (
     DEV_SCORE,
     IDLE_SCORE,
@@ -12,14 +12,17 @@ from vm_hooks.seal import (
     Seal,
     SealedHeader,
     header_fields,
+    pole_score,
     read_block_seal,
     read_seal,
 )
+from vm_hooks.params import MAX_TASK_TIME_LIMIT, POLE_SCORE_UNIT
 from vm_hooks.seal_errors import SealFormatError
 
-from .conftest import new_chain
+from .conftest import address_of, miner_key, new_chain
 
-MINER = b"\x33" * 20
+MINER_KEY = miner_key(b"seal")
+MINER = address_of(MINER_KEY)
 
 
 @pytest.mark.parametrize(
@@ -63,10 +66,12 @@ def test_header_fields_place_each_part_of_a_pole_seal():
     fields = header_fields(seal, miner=MINER, task_id=7, commitment=commitment)
     assert fields == {
         "coinbase": MINER,
-        "difficulty": 8_900,
+        "difficulty": 8_900 * POLE_SCORE_UNIT,
         "nonce": (7).to_bytes(8, "big"),
         "mix_hash": commitment,
         "extra_data": seal.encode(),
+        "parent_beacon_block_root": ZERO_HASH32,  # unsigned: signed once the rest is final
+        "requests_hash": ZERO_HASH32,
     }
 
 
@@ -82,12 +87,13 @@ def test_idle_and_dev_seals_have_their_fixed_score_and_no_task(seal, score):
 def test_read_seal_inverts_header_fields_on_a_real_header(task_chain):
     commitment = keccak(b"model")
     block = produce_pole_block(
-        task_chain.chain, [], coinbase=MINER, task_id=1, model_commitment=commitment,
+        task_chain.chain, [], signer=MINER_KEY, task_id=1, model_commitment=commitment,
         train_bps=9_500, test_bps=9_000, release_digest=keccak(b"release"),
     ).block
     assert read_seal(block.header) == SealedHeader(
-        Seal.pole(9_500, 9_000, keccak(b"release")), MINER, 9_000, task_id=1,
+        Seal.pole(9_500, 9_000, keccak(b"release")), MINER, pole_score(9_000), task_id=1,
         commitment=commitment,
+        signature=block.header.parent_beacon_block_root + block.header.requests_hash,
     )
 
 
@@ -97,6 +103,10 @@ def test_read_seal_inverts_header_fields_on_a_real_header(task_chain):
         (Seal.idle(2), "mix_hash", b"\x01" * 32, "idle block mix_hash must be zero"),
         (Seal.dev(), "mix_hash", b"\x01" * 32, "dev block mix_hash must be zero"),
         (Seal.dev(), "nonce", b"\x00" * 7 + b"\x01", "dev block nonce must be zero"),
+        (Seal.idle(2), "parent_beacon_block_root", b"\x01" * 32, "idle block parent_beacon"),
+        (Seal.idle(2), "requests_hash", b"\x01" * 32, "idle block parent_beacon"),
+        (Seal.dev(), "parent_beacon_block_root", b"\x01" * 32, "dev block parent_beacon"),
+        (Seal.dev(), "requests_hash", b"\x01" * 32, "dev block parent_beacon"),
     ],
 )
 def test_fields_a_kind_does_not_use_must_be_zero(seal, field, value, rule):
@@ -112,20 +122,31 @@ def web3_block(header, number=2):
         "number": number, "hash": HexBytes(header.hash), "extraData": HexBytes(header.extra_data),
         "nonce": HexBytes(header.nonce), "mixHash": HexBytes(header.mix_hash),
         "difficulty": header.difficulty, "miner": to_checksum_address(header.coinbase),
-        "transactions": [],
+        "parentBeaconBlockRoot": HexBytes(header.parent_beacon_block_root),
+        "requestsHash": HexBytes(header.requests_hash), "transactions": [],
     }
 
 
 def test_web3_blocks_read_through_the_same_mapping(task_chain):
     block = produce_pole_block(
-        task_chain.chain, [], coinbase=MINER, task_id=1, model_commitment=keccak(b"model"),
+        task_chain.chain, [], signer=MINER_KEY, task_id=1, model_commitment=keccak(b"model"),
         train_bps=9_525, test_bps=9_050, release_digest=keccak(b"release"),
     ).block
     assert read_block_seal(web3_block(block.header)) == read_seal(block.header)
     assert block_kind(web3_block(block.header)) == "PoLe"
-    assert "task 1, miner 0x333333…3333, train 95.25 %, test 90.50 % (score 9050)" in describe_block(
+    assert f"task 1, miner {short_address(MINER)}, train 95.25 %, test 90.50 %  0 tx" in describe_block(
         web3_block(block.header)
     )
     idle_header = task_chain.blocks[0].header
     assert block_kind(web3_block(idle_header, number=1)) == "idle"
     assert "work       2" in describe_block(web3_block(idle_header, number=1))
+
+
+def test_a_pole_score_is_the_test_accuracy_in_score_units():
+    """One basis point of test accuracy outweighs every idle block of a task's span: a
+    span lasts at most MAX_TASK_TIME_LIMIT s plus the 15 s clock allowance, and idle
+    blocks have strictly increasing timestamps."""
+    assert POLE_SCORE_UNIT == 2**20
+    assert pole_score(1) == POLE_SCORE_UNIT > (MAX_TASK_TIME_LIMIT + 15) * IDLE_SCORE
+    fields = header_fields(Seal.pole(9_000, 8_999, keccak(b"release")), miner=MINER, task_id=1)
+    assert fields["difficulty"] == 8_999 * 2**20

@@ -8,6 +8,7 @@ from pole_chain.chain.block_production import (
     produce_dev_block,
     produce_idle_block,
     produce_pole_block,
+    sign_pole_block,
     solve_idle_block,
 )
 from vm_hooks.idle_pow import pow_hash, meets_work
@@ -22,9 +23,10 @@ from vm_hooks.seal_errors import (
     TaskSelectionError,
 )
 
-from .conftest import AcceptingVerifier, new_chain, replay
+from .conftest import AcceptingVerifier, address_of, miner_key, new_chain, replay
 
-MINER = b"\x11" * 20
+MINER_KEY = miner_key(b"seal rules")
+MINER = address_of(MINER_KEY)
 COMMITMENT = keccak(b"commitment")
 RELEASE = keccak(b"release")
 
@@ -58,7 +60,7 @@ def test_honest_pole_block_is_accepted_and_verified(task_chain):
     verifier = AcceptingVerifier()
     importer = replay(task_chain.blocks, verifier=verifier)
     produced = produce_pole_block(
-        task_chain.chain, [], coinbase=MINER, task_id=1, model_commitment=COMMITMENT,
+        task_chain.chain, [], signer=MINER_KEY, task_id=1, model_commitment=COMMITMENT,
         train_bps=9_500, test_bps=9_000, release_digest=RELEASE,
     )
     importer.import_block(produced.block)
@@ -88,16 +90,8 @@ def test_malformed_extra_data_is_refused(task_chain):
 def test_block_for_a_task_that_is_not_the_best_is_refused(task_chain):
     chain = task_chain.chain
     block = build_block(chain, [], pole_fields(task_id=2), next_timestamp(chain, None)).block
-    refused(task_chain, block, TaskSelectionError)
-
-
-def test_idle_seal_while_a_task_is_open_is_refused(task_chain):
-    chain = task_chain.chain
-    with pytest.raises(IdleTimingError):
-        produce_idle_block(chain, [])
-    parent = chain.get_canonical_head()
-    block = solved_idle_block(chain, 2, parent.timestamp + 1)
-    refused(task_chain, block, IdleTimingError)
+    signed = sign_pole_block(block, MINER_KEY)
+    refused(task_chain, signed, TaskSelectionError)
 
 
 def test_idle_block_is_allowed_once_the_best_task_is_overdue(task_chain):
@@ -149,7 +143,7 @@ def test_pole_block_refused_by_a_node_without_a_model_verifier(task_chain):
     from .conftest import FAST_IDLE
 
     produced = produce_pole_block(
-        task_chain.chain, [], coinbase=MINER, task_id=1, model_commitment=COMMITMENT,
+        task_chain.chain, [], signer=MINER_KEY, task_id=1, model_commitment=COMMITMENT,
         train_bps=9_500, test_bps=9_000, release_digest=RELEASE,
     )
     strict = open_chain(open_database(None), dev=False, idle=FAST_IDLE)
@@ -161,7 +155,7 @@ def test_pole_block_refused_by_a_node_without_a_model_verifier(task_chain):
 
 def test_idle_block_inside_a_pole_blocks_reveal_window_is_refused(task_chain):
     pole = produce_pole_block(
-        task_chain.chain, [], coinbase=MINER, task_id=1, model_commitment=COMMITMENT,
+        task_chain.chain, [], signer=MINER_KEY, task_id=1, model_commitment=COMMITMENT,
         train_bps=9_500, test_bps=9_000, release_digest=RELEASE,
     ).block
     chain = task_chain.chain

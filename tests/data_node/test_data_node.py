@@ -5,7 +5,8 @@ web3 and its `w3.pole` module): the registry, blobs, announcements and releases 
 node's own. Miners' announcements are really signed and sent with pole_announce; new heads
 are dev blocks (evm_mine). Each test runs on an evm_snapshot of the node and reverts it
 afterwards, so every test posts task 1 on the same fresh chain (the node accepts
-announcements and releases only for the best open task at the named parent).
+announcements and releases only at the block that anchors their task, docs/PROTOCOL.md
+"Task anchor": here the block that posted it).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from web3 import Web3
 from web3.exceptions import Web3RPCError
 
 from miner.datasets import ZERO_SALT, decode_dataset, encode_dataset, load_builtin
+from miner.bonds import ensure_bonded
 from miner.messages import MAX_ADMITTED, Release, SolutionAnnouncement
 from miner.model_spec import build_spec, model_spec_canonical_bytes
 from miner.pole_module import attach_pole, error_code, error_message
@@ -53,7 +55,7 @@ def announce(w3: Web3, miner_index: int, task_id: int, parent: bytes,
              train_bps: int = 9500, commitment: bytes | None = None) -> SolutionAnnouncement:
     """A miner's signed SolutionAnnouncement, sent to the node (pole_announce)."""
     announcement = SolutionAnnouncement.sign(
-        chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent,
+        chain_id=CHAIN_ID, task_id=task_id, anchor_hash=parent,
         model_commitment=commitment or keccak(bytes([miner_index]) + parent),
         train_bps=train_bps, private_key=ACCOUNTS[miner_index].key,
     )
@@ -61,9 +63,16 @@ def announce(w3: Web3, miner_index: int, task_id: int, parent: bytes,
     return announcement
 
 
+#: Dev accounts that announce in these tests: bonded, since data nodes admit bonded miners only.
+BONDED_MINERS = ACCOUNTS[1:5]
+
+
 @pytest.fixture
 def w3(snapshot_w3):
-    """The data node's Web3, with `w3.pole` (tests/conftest.py: reverted after the test)."""
+    """The data node's Web3, with `w3.pole` (tests/conftest.py: reverted after the test);
+    the announcing miners hold their bonds (tests/cli/test_bonds.py covers unbonded ones)."""
+    for account in BONDED_MINERS:
+        ensure_bonded(snapshot_w3, account)
     return snapshot_w3
 
 
@@ -182,29 +191,34 @@ def test_a_reused_task_id_keeps_the_old_files(w3, tmp_path):
 # --- release --------------------------------------------------------------------------
 
 
-def test_release_admits_the_valid_announcements_for_the_head(w3, tmp_path):
+def test_release_admits_the_valid_announcements_for_the_anchor(w3, tmp_path):
     task_id = post(w3, tmp_path, solutions_wanted=3)
-    parent = head_hash(w3)
+    parent = head_hash(w3)  # the task's anchor: it became best after this block
+    assert w3.pole.best_task().anchor.hash == parent
     good = [announce(w3, 1, task_id, parent, 9400), announce(w3, 2, task_id, parent, 9700)]
     announce(w3, 3, task_id, parent, 8000)  # below the task's minimum: the node keeps it, useless
-    # Another parent: the node refuses one it does not know...
+    # Another anchor: the node refuses one it does not know...
     with pytest.raises(Web3RPCError) as unknown_parent:
         announce(w3, 4, task_id, keccak(b"elsewhere"))
     assert error_code(unknown_parent.value) == UNKNOWN
-    # ...and one where the task is not open (before it was posted).
+    # ...and blocks that do not anchor the task: before it was posted, and after it.
     before_post = bytes(w3.eth.get_block("latest")["parentHash"])
     with pytest.raises(Web3RPCError) as not_open:
         announce(w3, 4, task_id, before_post)
-    assert "not the best open task" in error_message(not_open.value)
+    assert "is not the anchor of task" in error_message(not_open.value)
+    dev_call(w3, "evm_mine")
+    with pytest.raises(Web3RPCError) as not_anchor:
+        announce(w3, 4, task_id, head_hash(w3))
+    assert "is not the anchor of task" in error_message(not_anchor.value)
     forged = SolutionAnnouncement.sign(
-        chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent, model_commitment=keccak(b"x"),
+        chain_id=CHAIN_ID, task_id=task_id, anchor_hash=parent, model_commitment=keccak(b"x"),
         train_bps=9900, private_key=ACCOUNTS[5].key,
     ).copy(miner=to_canonical_address(ACCOUNTS[6].address))
     with pytest.raises(Web3RPCError):  # the node checks the signature
         w3.pole.announce(forged.encode())
     assert len(w3.pole.announcements(task_id, parent)) == 3
     early = Release.sign(  # the node will not take a release whose test set it lacks
-        chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent,
+        chain_id=CHAIN_ID, task_id=task_id, anchor_hash=parent,
         test_set_digest=w3.pole.get_task(task_id).test_set_commitment,
         admitted=[a.model_commitment for a in good], private_key=POSTER.key,
     )
@@ -219,7 +233,7 @@ def test_release_admits_the_valid_announcements_for_the_head(w3, tmp_path):
     assert "withheld until its release" in error_message(withheld.value)
 
     outcome = release(w3, POSTER, task_id, tmp_path)
-    assert outcome.parent_hash == parent and not outcome.already_released
+    assert outcome.anchor_hash == parent and not outcome.already_released
     assert {a.miner for a in outcome.admitted} == {a.miner for a in good}
     message = Release.decode(w3.pole.get_release(task_id, parent)).verify(CHAIN_ID)
     assert message.poster == to_canonical_address(POSTER.address)
@@ -233,21 +247,19 @@ def test_release_admits_the_valid_announcements_for_the_head(w3, tmp_path):
     assert again.already_released and again.digest == message.digest
 
 
-def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(
+def test_auto_release_waits_for_the_wanted_solutions_at_the_anchor_while_blocks_come(
     w3, devnode, tmp_path
 ):
     task_id = post(w3, tmp_path, solutions_wanted=2)
-    first_parent = head_hash(w3)
-    announce(w3, 1, task_id, first_parent)
+    anchor = head_hash(w3)
+    announce(w3, 1, task_id, anchor)
     miners = attach_pole(devnode.web3())  # the miners' own connection
 
-    def later() -> None:  # the head moves (a dev block), then two miners announce on it
+    def later() -> None:  # the head moves (a dev block), then a second miner announces
         time.sleep(0.3)
         dev_call(miners, "evm_mine")
-        parent = head_hash(miners)
-        announce(miners, 2, task_id, parent)
         time.sleep(0.3)
-        announce(miners, 3, task_id, parent)
+        announce(miners, 2, task_id, anchor)
 
     thread = threading.Thread(target=later)
     thread.start()
@@ -257,7 +269,7 @@ def test_auto_release_waits_for_the_wanted_solutions_and_follows_the_head(
         progress=messages.append,
     )
     thread.join()
-    assert outcome.parent_hash == head_hash(w3) != first_parent
+    assert outcome.anchor_hash == anchor != head_hash(w3)
     assert len(outcome.admitted) == 2
     assert messages[-1].endswith("2 of 2 solution(s) announced")
 
@@ -280,7 +292,7 @@ def test_release_refusals(w3, tmp_path):
     announce(w3, 1, task_id, head_hash(w3))
     with pytest.raises(DataNodeError, match="only the poster can release"):
         release(w3, ACCOUNTS[1], task_id, tmp_path)
-    with pytest.raises(DataNodeError, match="no test set for task 9"):
+    with pytest.raises(DataNodeError, match="there is no task 9"):
         release(w3, POSTER, 9, tmp_path)
     local = tmp_path / "tasks" / str(task_id) / "test_set.plds"
     local.write_bytes(local.read_bytes()[:-1] + b"\x00")
@@ -293,24 +305,24 @@ def test_valid_announcements_admit_one_per_miner_in_arrival_order_up_to_the_limi
     keys = [keccak(b"miner key %d" % i) for i in range(MAX_ADMITTED + 6)]
     announcements = [
         SolutionAnnouncement.sign(
-            chain_id=CHAIN_ID, task_id=4, parent_hash=parent, model_commitment=keccak(bytes([i])),
+            chain_id=CHAIN_ID, task_id=4, anchor_hash=parent, model_commitment=keccak(bytes([i])),
             train_bps=9000 + i, private_key=key,
         ).encode()
         for i, key in enumerate(keys)
     ]
     second_from_first_miner = SolutionAnnouncement.sign(
-        chain_id=CHAIN_ID, task_id=4, parent_hash=parent, model_commitment=keccak(b"again"),
+        chain_id=CHAIN_ID, task_id=4, anchor_hash=parent, model_commitment=keccak(b"again"),
         train_bps=10_000, private_key=keys[0],
     ).encode()
     chosen = valid_announcements(
         announcements[:1] + [second_from_first_miner, b"\x01garbage"] + announcements[1:]
         + announcements[:3],
-        task_id=4, parent_hash=parent, chain_id=CHAIN_ID,
+        task_id=4, anchor_hash=parent, chain_id=CHAIN_ID,
     )
     assert len(chosen) == MAX_ADMITTED
     # arrival order, the first announcement of each miner; a higher claim buys nothing
     assert [a.model_commitment for a in chosen] == [keccak(bytes([i])) for i in range(MAX_ADMITTED)]
-    assert valid_announcements(announcements, task_id=4, parent_hash=parent, chain_id=1) == []
+    assert valid_announcements(announcements, task_id=4, anchor_hash=parent, chain_id=1) == []
 
 
 # --- status ---------------------------------------------------------------------------

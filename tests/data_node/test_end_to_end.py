@@ -1,11 +1,13 @@
 """One PoLe height with real processes: a node, two miners, a data node, model delivery.
 
-    node      `pole node --dev` (automine: no block without a transaction, so the head
-              stays on the task's block while the miners work)
-    miners    two `pole mine --once` processes with different seeds
+    node      `pole node --mine-idle` (a full node: idle blocks keep coming while the miners
+              train, so the PoLe blocks land on descendants of the task's anchor)
+    miners    two `pole mine --once` processes with different seeds; each bonds on start
+              (the data node admits bonded miners only), before the task is posted
     data node post_task, then release in auto mode (waits for both announcements)
     checks    both miners sealed; the block with the best test accuracy (every revealed
-              model re-evaluated here) is canonical and was paid the escrow;
+              model re-evaluated here) is canonical, above idle blocks after the anchor,
+              and was paid the escrow;
               `pole model get` writes a model that predicts the raw held-out data with
               the test accuracy the winning block claims; `pole task status` says settled
 """
@@ -20,6 +22,7 @@ import pytest
 from eth_utils import encode_hex, to_canonical_address
 from web3 import Web3
 
+from miner.bonds import is_bonded
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.sml import SML_EXPANSION, sml_for
@@ -27,6 +30,8 @@ from miner.pole_module import pole_web3
 from pole_chain.clients.data_node import load_test_set, post_task, registry_contract, release
 from pole_chain.demo.demo import REPO_ROOT, Children, held_out_source_rows, pole_command, start_node
 from vm_hooks.genesis import dev_accounts
+from vm_hooks.params import MINER_BOND
+from vm_hooks.seal import BlockKind, pole_score, read_block_seal
 from vm_hooks.task import TaskStatus
 from pole_chain.clients.model_delivery import load_delivered_model
 
@@ -51,7 +56,7 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
 
 
 def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
-    _, url = start_node(children, tmp_path / "chain", "--dev")
+    _, url = start_node(children, tmp_path / "chain", "--mine-idle")
     w3 = pole_web3(url)
     miners = [
         children.start(
@@ -62,13 +67,18 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
         for i, a in enumerate(MINERS)
     ]
     registry = registry_contract(w3)
+    bonded_by = time.monotonic() + MINER_TIMEOUT_S
+    while not all(is_bonded(w3, a.address) for a in MINERS):
+        assert time.monotonic() < bonded_by, "the miners did not bond on start"
+        time.sleep(0.1)
+    assert w3.eth.get_balance(registry.address) == len(MINERS) * MINER_BOND
     before = {a.address: w3.eth.get_balance(a.address) for a in MINERS}
 
     task_id = post_task(
         w3, POSTER, dataset="digits", model="mlp", reward_wei=REWARD, min_train_bps=9000,
         time_limit_s=120, solutions_wanted=2, seed=1, workdir=tmp_path / "data-node",
     )
-    assert w3.eth.get_balance(registry.address) == REWARD
+    assert w3.eth.get_balance(registry.address) == len(MINERS) * MINER_BOND + REWARD
     outcome = release(w3, POSTER, task_id, tmp_path / "data-node", wait_for=2, timeout_s=60,
                       poll_s=0.2)
     assert len(outcome.admitted) == 2
@@ -83,7 +93,7 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
     scores = {}
     for announcement in outcome.admitted:
         model = decode_model(w3.pole.get_model(announcement.model_commitment))
-        sml = sml_for(outcome.parent_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
+        sml = sml_for(outcome.anchor_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
         scores[announcement.miner] = evaluate_integer_model(model, sml, test_set)
     task = w3.pole.get_task(task_id)
     assert task.status is TaskStatus.SETTLED
@@ -92,12 +102,17 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
     assert scores[result.winner] == result.test_bps
     head = w3.eth.get_block(result.block_number)
     assert to_canonical_address(head["miner"]) == result.winner
-    assert head["difficulty"] == result.test_bps
-    # The escrow went to the winner (miners send no transactions, so balances move by it alone).
+    assert head["difficulty"] == pole_score(result.test_bps)
+    anchor = w3.eth.get_block(outcome.anchor_hash)
+    assert result.block_number > anchor["number"] + 1  # idle blocks between anchor and winner
+    between = w3.eth.get_block(anchor["number"] + 1)
+    assert read_block_seal(between).kind is BlockKind.IDLE
+    # The escrow went to the winner (bonded already, miners send no more transactions, so
+    # balances move by it alone).
     for account in MINERS:
         paid = w3.eth.get_balance(account.address) - before[account.address]
         assert paid == (REWARD if to_canonical_address(account.address) == result.winner else 0)
-    assert w3.eth.get_balance(registry.address) == 0
+    assert w3.eth.get_balance(registry.address) == len(MINERS) * MINER_BOND  # the bonds stay
 
     # `pole model get`, then the delivered module on the raw held-out data.
     out = tmp_path / "model"
@@ -112,6 +127,14 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
     assert shown.returncode == 0, shown.stderr
     assert f"Task {task_id}: settled" in shown.stdout
     assert Web3.to_checksum_address(result.winner) in shown.stdout
+
+    listed = run_cli("task", "list", "--rpc", url)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == (
+        f"task {task_id}  settled  reward 1 ETH, value 0.008333 ETH/s, won in block "
+        f"#{result.block_number} by {Web3.to_checksum_address(result.winner)}: training "
+        f"{result.train_bps / 100:.2f} %, test {result.test_bps / 100:.2f} %\n"
+    )
 
     refused = run_cli("model", "get", "99", "--rpc", url, "--out", str(tmp_path / "none"))
     assert refused.returncode == 1 and "Traceback" not in refused.stderr

@@ -39,7 +39,7 @@ def announcement(**overrides: object) -> SolutionAnnouncement:
     fields: dict = dict(
         chain_id=CHAIN_ID,
         task_id=7,
-        parent_hash=PARENT,
+        anchor_hash=PARENT,
         model_commitment=COMMITMENT_A,
         train_bps=9_250,
         private_key=MINER_KEY,
@@ -52,7 +52,7 @@ def release(**overrides: object) -> Release:
     fields: dict = dict(
         chain_id=CHAIN_ID,
         task_id=7,
-        parent_hash=PARENT,
+        anchor_hash=PARENT,
         test_set_digest=keccak(b"test set"),
         admitted=[COMMITMENT_B, COMMITMENT_A],
         private_key=POSTER_KEY,
@@ -125,13 +125,13 @@ def test_messages_are_immutable_values() -> None:
     assert message != release()
 
 
-def test_commitment_binds_model_coinbase_and_parent() -> None:
+def test_commitment_binds_model_coinbase_and_anchor() -> None:
     model = b"model bytes"
     assert commitment_for(model, MINER, PARENT) == keccak(model + MINER + PARENT)
     assert commitment_for(model, POSTER, PARENT) != commitment_for(model, MINER, PARENT)
     with pytest.raises(MessageError, match="coinbase"):
         commitment_for(model, MINER[:19], PARENT)
-    with pytest.raises(MessageError, match="parent_hash"):
+    with pytest.raises(MessageError, match="anchor_hash"):
         commitment_for(model, MINER, PARENT + b"\x00")
 
 
@@ -243,7 +243,7 @@ def test_rejects_body_that_is_not_a_list() -> None:
 @pytest.mark.parametrize(
     "index, value, reason",
     [
-        (3, PARENT[:31], "malformed"),  # parent_hash 31 bytes
+        (3, PARENT[:31], "malformed"),  # anchor_hash 31 bytes
         (4, COMMITMENT_A + b"\x00", "malformed"),  # model_commitment 33 bytes
         (6, MINER[:19], "malformed"),  # miner 19 bytes
         (5, b"\x00\x01", "malformed"),  # train_bps with a leading zero (non-minimal)
@@ -313,8 +313,8 @@ def test_rejects_non_canonical_v(v: int) -> None:
 def test_sign_rejects_bad_fields() -> None:
     with pytest.raises(MessageError, match="train_bps"):
         announcement(train_bps=10_001)
-    with pytest.raises(MessageError, match="parent_hash"):
-        announcement(parent_hash=PARENT[:31])
+    with pytest.raises(MessageError, match="anchor_hash"):
+        announcement(anchor_hash=PARENT[:31])
     with pytest.raises(MessageError, match="admitted has 65 entries"):
         release(admitted=[i.to_bytes(32, "big") for i in range(MAX_ADMITTED + 1)])
     with pytest.raises(MessageError, match="admitted commitment"):
@@ -346,7 +346,7 @@ def test_signature_moved_to_another_claimed_signer() -> None:
         {"train_bps": 10_000},
         {"task_id": 8},
         {"model_commitment": COMMITMENT_B},
-        {"parent_hash": keccak(b"other parent")},
+        {"anchor_hash": keccak(b"other parent")},
         {"chain_id": 1},  # replay on another chain
     ],
 )
@@ -364,7 +364,7 @@ def test_tampered_admitted_list_breaks_signature() -> None:
 
 def test_flipped_byte_in_encoding_breaks_signature() -> None:
     encoding = bytearray(announcement().encode())
-    encoding[12] ^= 0x01  # inside parent_hash
+    encoding[12] ^= 0x01  # inside anchor_hash
     with pytest.raises(BadSignature):
         decode(bytes(encoding)).verify()
 

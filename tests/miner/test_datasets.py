@@ -278,6 +278,31 @@ def test_builtin_datasets_carry_the_quantisation_of_their_sklearn_source(name):
     if name == "digits":  # unchanged from the exact integer rescale v * 255 // 16
         assert ds.quantization is DIGITS_QUANTIZATION
         assert np.array_equal(ds.features, raw.astype(np.int64) * 255 // 16)
+    elif name == "digits28":  # digits' 0..16 scale, upsampled
+        assert np.array_equal(ds.quantization.span, np.full(784, 16.0))
     else:
         expected = min_max_quantization(raw)
         assert np.array_equal(ds.quantization.low, expected.low)
+
+
+def test_digits28_is_digits_upsampled_bilinearly_to_28x28(tmp_path):
+    import torch
+
+    from miner.datasets import load_user_dataset, upsample_digits
+
+    ds = load_builtin("digits28")
+    assert (ds.n, ds.d, ds.num_classes, ds.image_shape) == (1797, 784, 10, (1, 28, 28))
+    raw, labels = load_builtin_source("digits")
+    assert np.array_equal(ds.labels, labels)
+    up = upsample_digits(raw.reshape(-1, 8, 8)[:50])
+    reference = torch.nn.functional.interpolate(
+        torch.from_numpy(raw.reshape(-1, 1, 8, 8)[:50]), size=(28, 28), mode="bilinear", align_corners=False
+    ).numpy()[:, 0]
+    assert np.abs(up - reference).max() < 1e-12  # torch's bilinear, computed in integers
+    assert up.min() >= 0 and up.max() <= 16
+    # a user's (n, 28, 28) .npz of bytes is kept as is, with its image shape
+    path = tmp_path / "images.npz"
+    np.savez(path, X=ds.features[:100].reshape(100, 28, 28).astype(np.uint8), y=ds.labels[:100])
+    user = load_user_dataset(path)
+    assert user.image_shape == (1, 28, 28) and user.quantization is None
+    assert np.array_equal(user.features, ds.features[:100])

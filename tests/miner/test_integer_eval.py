@@ -41,16 +41,16 @@ def test_round_shift_rounds_half_up():
 
 
 def test_saturate_and_relu():
-    x = np.array([-(1 << 40), -(1 << 31) - 1, -5, 0, 7, 1 << 31, 1 << 40], dtype=np.int64)
-    assert saturate(x).tolist() == [-(1 << 31), -(1 << 31), -5, 0, 7, (1 << 31) - 1, (1 << 31) - 1]
-    assert relu(x).tolist() == [0, 0, 0, 0, 7, 1 << 31, 1 << 40]
+    x = np.array([-(1 << 40), -(1 << 24) - 1, -5, 0, 7, 1 << 24, 1 << 40], dtype=np.int64)
+    assert saturate(x).tolist() == [-(1 << 24), -(1 << 24), -5, 0, 7, (1 << 24) - 1, (1 << 24) - 1]
+    assert relu(x).tolist() == [0, 0, 0, 0, 7, 1 << 24, 1 << 40]
 
 
-def test_dense_matches_python_integers_at_the_overflow_bound():
+def test_dense_matches_python_integers_at_the_exactness_bound():
     fan_in = 16384  # model_spec.MAX_FAN_IN
-    x = np.full((2, fan_in), -(1 << 31), dtype=np.int64)
-    x[1] = (1 << 31) - 1
-    w = np.full((2, fan_in), -(1 << 15), dtype=np.int16)
+    x = np.full((2, fan_in), -(1 << 24), dtype=np.int64)  # the activation bound
+    x[1] = (1 << 24) - 1
+    w = np.full((2, fan_in), -((1 << 15) - 1), dtype=np.int16)
     w[1, ::2] = (1 << 15) - 1
     b = np.array([(1 << 31) - 1, -(1 << 31)], dtype=np.int32)
     for shift in (0, 30, 62):
@@ -59,7 +59,7 @@ def test_dense_matches_python_integers_at_the_overflow_bound():
             for j in range(2):
                 acc = sum(int(a) * int(c) for a, c in zip(x[i], w[j])) + int(b[j])
                 rounded = (acc + (1 << shift >> 1)) >> shift
-                assert out[i, j] == min(max(rounded, -(1 << 31)), (1 << 31) - 1)
+                assert out[i, j] == min(max(rounded, -(1 << 24)), (1 << 24) - 1)
 
 
 @pytest.mark.parametrize("padding, kernel", [("same", 3), ("same", 1), ("valid", 3), ("same", 5)])

@@ -65,7 +65,7 @@ def test_differs_by_parent_and_by_miner():
 
 
 def test_rejects_bad_inputs():
-    with pytest.raises(ValueError, match="parent hash"):
+    with pytest.raises(ValueError, match="anchor hash"):
         sml_for(PARENT[:31], MINER, 64)
     with pytest.raises(ValueError, match="miner"):
         sml_for(PARENT, MINER + b"\x00", 64)

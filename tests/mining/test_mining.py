@@ -35,6 +35,7 @@ from web3.middleware import Web3Middleware
 
 from contracts import TASK_REGISTRY, load_artifact
 from miner import mine_cli, mining
+from miner.bonds import ensure_bonded
 from miner.datasets import encode_dataset, load_builtin, split_dataset
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
@@ -46,6 +47,7 @@ from miner.training import Hyperparams
 from miner.pole_module import attach_pole, error_message, pole_web3
 from pole_chain.cli.main import build_parser
 from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
+from vm_hooks.seal import pole_score
 from vm_hooks.genesis import dev_accounts
 from pole_chain.devnet.node_process import NodeProcess, child_environment
 from tests.conftest import dev_call as dev
@@ -290,7 +292,7 @@ def sign_release(task: Task, parent: bytes, admitted: list[bytes], *, key=POSTER
     return Release.sign(
         chain_id=CHAIN_ID,
         task_id=task.task_id if task_id is None else task_id,
-        parent_hash=bytes(parent),
+        anchor_hash=bytes(parent),
         test_set_digest=task.test_set_commitment if test_set_digest is None else test_set_digest,
         admitted=admitted,
         private_key=key,
@@ -411,7 +413,7 @@ def test_height_from_task_to_sealed_block_and_paid(w3, miner_node, digits, caplo
     assert result.finished_attempt and result.head_hash == parent and result.task_id == task.task_id
 
     # The announcement: signed by the miner for this task and parent, the train claim.
-    assert announcement.miner == MINER_ADDRESS and announcement.parent_hash == parent
+    assert announcement.miner == MINER_ADDRESS and announcement.anchor_hash == parent
     assert announcement.task_id == task.task_id and announcement.train_bps >= TARGET_BPS
     commitment = announcement.model_commitment
     assert result.commitment == commitment and result.train_bps == announcement.train_bps
@@ -422,7 +424,7 @@ def test_height_from_task_to_sealed_block_and_paid(w3, miner_node, digits, caplo
     assert block.parentHash == head.hash and block.miner == MINER.address
     assert bytes(block.mixHash) == commitment
     assert int.from_bytes(bytes(block.nonce), "big") == task.task_id
-    assert block.difficulty == result.test_bps
+    assert block.difficulty == pole_score(result.test_bps)
     blob = w3.pole.get_model(commitment)
     assert blob is not None and commitment_for(blob, MINER_ADDRESS, parent) == commitment
     model = decode_model(blob)
@@ -442,9 +444,14 @@ def test_height_from_task_to_sealed_block_and_paid(w3, miner_node, digits, caplo
     # Two log lines for the height: the announcement and the seal.
     lines = miner_lines(caplog)
     assert len(lines) == 2, lines
-    assert lines[0].startswith(f"task {task.task_id} @ block {head.number} (0x")
-    assert "bps train in" in lines[0] and f"announced 0x{commitment.hex()[:8]}" in lines[0]
-    assert f"test {result.test_bps} bps; sealed block {head.number + 1} (0x" in lines[1]
+    assert lines[0].startswith(f"task {task.task_id} @ block {head.number}, anchor {head.number} (0x")
+    train_percent = f"{result.train_bps / 100:.2f} %"
+    assert f"trained to {train_percent} training accuracy in" in lines[0]
+    assert f"announced 0x{commitment.hex()[:8]}" in lines[0]
+    assert (
+        f"train {train_percent}, test {result.test_bps / 100:.2f} %; sealed block "
+        f"{head.number + 1} (0x"
+    ) in lines[1]
 
     # The miner's own block is the next head: its task is settled, nothing left to mine.
     assert miner.step().outcome is Outcome.NO_TASK
@@ -499,10 +506,12 @@ def test_no_task_overdue_expired_and_settled_are_skipped_quietly(
         assert w3.pole.get_task(other.task_id).result.winner == OTHER_ADDRESS
         assert miner.step().outcome is Outcome.NO_TASK
 
-    # Skipped quietly: nothing fetched, nothing announced, one line per head.
+    # Skipped quietly: nothing fetched, nothing announced, one line per change of state:
+    # "no open task" at genesis and again after the overdue task, not on the settled
+    # task's block (still no task, so nothing new to say).
     assert miner_node.made("pole_getBlob") == [] and miner_node.made("pole_announce") == []
     lines = miner_lines(caplog)
-    assert sum(line.endswith(": no open task") for line in lines) == 3, lines
+    assert sum(line.endswith(": no open task") for line in lines) == 2, lines
     assert lines[0] == f"block {genesis_head.number} (0x{bytes(genesis_head.hash).hex()[:8]}…): no open task"
     overdue_line = f"deadline {task.deadline} is not after the head's time {task.deadline}"
     assert sum(line.endswith(overdue_line) for line in lines) == 1, lines
@@ -510,42 +519,43 @@ def test_no_task_overdue_expired_and_settled_are_skipped_quietly(
 
 
 # --------------------------------------------------------------------------------------
-# Head changes
+# Anchor changes (new heads alone change nothing: docs/PROTOCOL.md, "Task anchor")
 # --------------------------------------------------------------------------------------
 
 
-def test_head_change_during_training_abandons_before_announcing(
+def test_a_new_best_task_during_training_abandons_before_announcing(
     w3, miner_node, digits, monkeypatch, background
 ):
     task = post_task(w3, digits)
     head = latest(w3)
-    # Someone else's block arrives while the miner trains (right after training returns).
-    mined: list[bytes] = []
+    # A new head changes nothing; a better task posted while the miner trains moves the anchor.
+    posted: list[Task] = []
 
-    def new_block(trained) -> None:
-        if not mined:
+    def new_best(trained) -> None:
+        if not posted:
             dev(w3, "evm_mine")
-            mined.append(bytes(latest(w3).hash))
+            posted.append(post_task(w3, digits))
 
-    runs = spy_on_training(monkeypatch, new_block)
+    runs = spy_on_training(monkeypatch, new_best)
     miner = make_miner(miner_node.w3)
     result = miner.step()
-    assert result.outcome is Outcome.HEAD_CHANGED and not result.announced
-    assert result.reason.startswith("head moved during training")
+    assert result.outcome is Outcome.ANCHOR_CHANGED and not result.announced
+    assert result.reason.startswith("best task or anchor changed during training")
     assert len(runs) == 1 and runs[0].met_target
     assert w3.pole.announcements(task.task_id, bytes(head.hash)) == []
     assert miner_node.made("pole_announce") == []
-    assert latest(w3).number == head.number + 1  # the dev block, nothing sealed
 
-    # The new head is the next height: trained again behind its own SML, announced there.
+    # The new best task, at its own anchor, is worked on next, behind that anchor's SML.
+    better = posted[0]
+    assert better.anchor.hash == bytes(latest(w3).hash) != bytes(head.hash)
     job = background(miner)
-    announcement = wait_announcement(w3, task, mined[0])
+    announcement = wait_announcement(w3, better, better.anchor.hash)
     assert announcement.miner == MINER_ADDRESS and len(runs) == 2
     miner.stop()
     assert job.result().outcome is Outcome.STOPPED
 
 
-def test_training_hook_notices_a_new_head(w3, miner_node, digits, monkeypatch):
+def test_training_hook_notices_a_new_best_task_not_a_new_head(w3, miner_node, digits, monkeypatch):
     """train_model's `should_stop` hook asks the node, at most once per poll interval."""
     task = post_task(w3, digits)
     head = latest(w3)
@@ -555,37 +565,60 @@ def test_training_hook_notices_a_new_head(w3, miner_node, digits, monkeypatch):
 
     def train_with_hook(*args, should_stop, **kwargs):
         time.sleep(poll_s * 1.1)
-        answers.append(should_stop())  # asks the node: same head
+        answers.append(should_stop())  # asks the node: same task, same anchor
         dev(w3, "evm_mine")
         answers.append(should_stop())  # within the poll interval: does not ask yet
         time.sleep(poll_s * 1.1)
-        answers.append(should_stop())  # asks again: the head moved
+        answers.append(should_stop())  # asks again: a new head, the same anchor
+        post_task(w3, digits)
+        time.sleep(poll_s * 1.1)
+        answers.append(should_stop())  # asks again: another task is the best
         return real_train(*args, should_stop=should_stop, **kwargs)
 
     monkeypatch.setattr(mining, "train_model", train_with_hook)
     result = make_miner(miner_node.w3, poll_s=poll_s).step()
-    assert answers == [False, False, True]
-    assert result.outcome is Outcome.HEAD_CHANGED and not result.announced
+    assert answers == [False, False, False, True]
+    assert result.outcome is Outcome.ANCHOR_CHANGED and not result.announced
     assert w3.pole.announcements(task.task_id, bytes(head.hash)) == []
 
 
-def test_head_change_while_waiting_for_the_release_abandons(w3, miner_node, digits, background):
+def test_new_heads_while_waiting_for_the_release_change_nothing(
+    w3, miner_node, digits, background
+):
     task = post_task(w3, digits)
-    head = latest(w3)
+    anchor = latest(w3)
     miner = make_miner(miner_node.w3)
     job = background(miner)
-    announcement = wait_announcement(w3, task, head.hash)
+    announcement = wait_announcement(w3, task, anchor.hash)
     dev(w3, "evm_mine")
+    dev(w3, "evm_mine")  # blocks between the anchor and the PoLe block
     new_head = latest(w3)
+    release_for(w3, digits, task, anchor.hash, [announcement.model_commitment])
     result = job.result()
-    assert result.outcome is Outcome.HEAD_CHANGED and result.announced
+    assert result.outcome is Outcome.SEALED and result.commitment == announcement.model_commitment
+    block = w3.eth.get_block(result.block_hash)
+    assert bytes(block["parentHash"]) == bytes(new_head.hash)  # sealed on the current head
+    assert w3.pole.get_task(task.task_id).result.winner == MINER_ADDRESS
+
+
+def test_a_new_best_task_while_waiting_for_the_release_abandons(
+    w3, miner_node, digits, background
+):
+    task = post_task(w3, digits)
+    anchor = latest(w3)
+    miner = make_miner(miner_node.w3)
+    job = background(miner)
+    announcement = wait_announcement(w3, task, anchor.hash)
+    better = post_task(w3, digits)
+    result = job.result()
+    assert result.outcome is Outcome.ANCHOR_CHANGED and result.announced
     assert result.commitment == announcement.model_commitment
-    assert result.reason == f"head moved to block {head.number + 1} (0x{bytes(new_head.hash).hex()[:8]}…)"
+    assert f"no longer task {task.task_id} at anchor {anchor.number}" in result.reason
     assert w3.pole.get_model(announcement.model_commitment) is None  # nothing revealed
 
-    # The new head is worked on next.
+    # The new best task is worked on next, at its anchor.
     job = background(miner)
-    again = wait_announcement(w3, task, new_head.hash)
+    again = wait_announcement(w3, better, better.anchor.hash)
     assert again.miner == MINER_ADDRESS and again.train_bps >= TARGET_BPS
     miner.stop()
     assert job.result().outcome is Outcome.STOPPED
@@ -607,9 +640,9 @@ def test_release_that_does_not_admit_us_is_abandoned(w3, miner_node, digits, cap
         release_for(w3, digits, task, head.hash, [keccak(b"another miner's model")])
         result = job.result()
     assert result.outcome is Outcome.NOT_ADMITTED and result.announced and result.finished_attempt
-    assert "not ours" in result.reason
+    assert f"not {encode_hex(announcement.model_commitment)}" in result.reason
     # The weights stay private: nothing revealed, nothing sealed, the task still open.
-    assert miner_node.made("pole_revealModel") == [] and miner_node.made("pole_sealBlock") == []
+    assert miner_node.made("pole_revealModel") == [] and miner_node.made("pole_buildBlock") == []
     assert w3.pole.get_model(announcement.model_commitment) is None
     assert latest(w3).hash == head.hash
     assert w3.pole.get_task(task.task_id).status is TaskStatus.OPEN
@@ -629,13 +662,13 @@ def forged(genuine: Release) -> Release:
 BAD_RELEASES = {
     "signed by another key": (
         lambda task, parent, ours: sign_release(task, parent, [ours], key=OTHER.key),
-        "not by the task's poster",
-        f"release signed by {encode_hex(OTHER_ADDRESS)}, task poster is {encode_hex(POSTER_ADDRESS)}",
+        "was posted by",  # the node and the miner apply one rule: check_release
+        f"release signed by {encode_hex(OTHER_ADDRESS)}, task 1 was posted by {encode_hex(POSTER_ADDRESS)}",
     ),
     "another test set": (
         lambda task, parent, ours: sign_release(task, parent, [ours], test_set_digest=keccak(b"other")),
-        "release test set does not match the task's commitment",
-        "task committed to",
+        "does not match the task's commitment",
+        "does not match the task's commitment",
     ),
     "forged signature": (
         lambda task, parent, ours: forged(sign_release(task, parent, [ours], key=OTHER.key)),
@@ -644,8 +677,8 @@ BAD_RELEASES = {
     ),
     "another task": (
         lambda task, parent, ours: sign_release(task, parent, [ours], task_id=task.task_id + 1),
-        "is not the best open task there",
-        "release is for another task or parent",
+        "is not the anchor of task",
+        "expected task",
     ),
 }
 
@@ -677,11 +710,11 @@ def test_releases_not_matching_the_task_are_refused_by_node_and_miner(
         assert stop.value.outcome is Outcome.BAD_RELEASE, name
         assert miner_says in stop.value.reason, (name, stop.value.reason)
 
-    # Released for another parent: a node serves releases by (task, parent), so this one
+    # Released for another anchor: a node serves releases by (task, anchor), so this one
     # cannot reach the miner through it either.
     with pytest.raises(mining._Stop) as stop:
-        miner._check_release(sign_release(task, keccak(b"another parent"), [ours]).encode(), work)
-    assert stop.value.outcome is Outcome.BAD_RELEASE and "another task or parent" in stop.value.reason
+        miner._check_release(sign_release(task, keccak(b"another anchor"), [ours]).encode(), work)
+    assert stop.value.outcome is Outcome.BAD_RELEASE and "at anchor" in stop.value.reason
     # A genuine release that does not list us: not admitted.
     with pytest.raises(mining._Stop) as stop:
         miner._check_release(sign_release(task, parent, [keccak(b"someone else")]).encode(), work)
@@ -705,7 +738,7 @@ def test_malformed_test_set_in_the_release_is_refused(w3, miner_node, digits, ba
     assert result.outcome is Outcome.BAD_RELEASE and result.announced
     assert result.reason.startswith("test set is malformed: ")
     assert w3.pole.get_model(announcement.model_commitment) is None
-    assert miner_node.made("pole_sealBlock") == []
+    assert miner_node.made("pole_buildBlock") == []
 
 
 def test_test_set_of_another_dataset_is_refused(w3, miner_node, digits, background):
@@ -806,12 +839,13 @@ def test_refused_seal_is_reported_with_the_node_reason(
         f"PoLe block refused: training set {data.train_digest.hex()} is not available"
     )
     assert result.test_bps is not None and result.test_bps > 8000
-    (seal,) = miner_node.made("pole_sealBlock")
-    assert seal.error["code"] == -32010  # pole_sealBlock's "seal refused" (docs/RPC-POLE.md)
+    (seal,) = miner_node.made("pole_buildBlock")
+    assert seal.error["code"] == -32010  # pole_buildBlock's "seal refused" (docs/RPC-POLE.md)
+    assert miner_node.made("pole_submitBlock") == []  # nothing signed
     assert latest(w3).hash == head.hash and w3.pole.get_task(task.task_id).status is TaskStatus.OPEN
     assert w3.pole.get_model(announcement.model_commitment) is not None  # revealed before the seal
     line = miner_lines(caplog)[-1]
-    assert f"test {result.test_bps} bps; node refused: PoLe block refused" in line
+    assert f"test {result.test_bps / 100:.2f} %; node refused: PoLe block refused" in line
     assert miner.step().outcome is Outcome.SEEN
 
 
@@ -864,7 +898,7 @@ def test_node_outages_after_training_are_resumed_without_retraining(
     head = latest(data_node)
     miner_node = RecordedWeb3(pole_web3(restartable.url))
     miner_node.before("pole_announce", restartable.stop)
-    miner_node.before("pole_sealBlock", restartable.stop)
+    miner_node.before("pole_submitBlock", restartable.stop)
     runs = spy_on_training(monkeypatch)
     miner = make_miner(miner_node.w3)
 
@@ -878,12 +912,12 @@ def test_node_outages_after_training_are_resumed_without_retraining(
         outage_then_restart("pole_announce")
         announcement = wait_announcement(data_node, task, head.hash)
         release_for(data_node, digits, task, head.hash, [announcement.model_commitment])
-        outage_then_restart("pole_sealBlock")
+        outage_then_restart("pole_submitBlock")
         result = job.result()
     assert result is not None and result.outcome is Outcome.SEALED, result
     assert len(runs) == 1  # trained once
     assert [c.error is None for c in miner_node.made("pole_announce")] == [False, True]
-    assert [c.error is None for c in miner_node.made("pole_sealBlock")] == [False, True]
+    assert [c.error is None for c in miner_node.made("pole_submitBlock")] == [False, True]
     block = latest(data_node)
     assert bytes(block.hash) == result.block_hash and block.parentHash == head.hash
     settled = data_node.pole.get_task(task.task_id)
@@ -928,7 +962,9 @@ def test_unusable_task_data_is_skipped_and_remembered(w3, miner_node, digits, ca
     assert miner_node.blob_requests() == [digits.train_digest, keccak(loose)]
     assert any("skipped: model spec 0x" in line for line in miner_lines(caplog))
     assert miner.step().outcome is Outcome.SEEN
-    dev(w3, "evm_mine")  # a new head, the same task
+    dev(w3, "evm_mine")  # a new head, the same task and anchor: still done
+    assert miner.step().outcome is Outcome.SEEN
+    post_task(w3, digits, model_spec=keccak(loose))  # a new anchor, the same bad spec
     assert miner.step().outcome is Outcome.BAD_TASK
     assert len(miner_node.blob_requests()) == 2  # not fetched again
     assert miner_node.made("pole_announce") == []
@@ -968,7 +1004,7 @@ def test_unreachable_target_is_skipped_for_the_height(w3, miner_node, digits, mo
     runs = spy_on_training(monkeypatch)
     miner = make_miner(miner_node.w3, hyperparams=Hyperparams(max_epochs=2))
     result = miner.step()
-    assert result.outcome is Outcome.TARGET_MISSED and "target 10000" in result.reason
+    assert result.outcome is Outcome.TARGET_MISSED and "target 100.00 %" in result.reason
     assert "stopped by epochs" in result.reason and runs[0].epochs == 2
     assert w3.pole.announcements(task.task_id, bytes(head.hash)) == []
     assert miner.step().outcome is Outcome.SEEN and len(runs) == 1
@@ -991,7 +1027,7 @@ def test_training_gets_a_share_of_the_time_left(w3, miner_node, digits, monkeypa
     monkeypatch.setattr(mining, "train_model", spy)
     miner = make_miner(miner_node.w3, train_fraction=0.25, seed=7)
     job = background(miner)
-    wait_announcement(w3, task, head.hash)
+    wait_announcement(w3, task, task.anchor.hash)  # the head moved; the anchor did not
     miner.stop()
     assert job.result().outcome is Outcome.STOPPED
     assert seen["time_limit_s"] == pytest.approx((task.deadline - head.timestamp) * 0.25)
@@ -1049,6 +1085,7 @@ def test_cli_rejects_bad_key_and_url(capsys, monkeypatch):
 
 
 def test_real_node_cli_once_exits_zero_after_sealing(w3, devnode, digits):
+    ensure_bonded(w3, OTHER)  # bonded before the task's block: `pole mine` sends nothing on start
     task = post_task(w3, digits)
     head = latest(w3)
     args = parse("--rpc", devnode.url, "--key", encode_hex(OTHER.key), "--once",
@@ -1066,6 +1103,7 @@ def test_real_node_cli_once_exits_zero_after_sealing(w3, devnode, digits):
 
 def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(w3, devnode, digits):
     """`pole mine` as a process: seals, moves on to the next height, exits 0 on SIGINT."""
+    ensure_bonded(w3, MINER)  # bonded before the task's block: `pole mine` sends nothing on start
     later = post_task(w3, digits)  # still open after `task` settles: the next height's
     task = post_task(w3, digits)
     head = latest(w3)
@@ -1098,13 +1136,13 @@ def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(w3, devnode
         raise AssertionError(f"no {fragment!r} line; miner said:\n{''.join(seen)}")
 
     try:
-        announced = wait_line(f"task {task.task_id} @ block {head.number} (")
+        announced = wait_line(f"task {task.task_id} @ block {head.number}, anchor ")
         assert "announced 0x" in announced
         (raw,) = w3.pole.announcements(task.task_id, bytes(head.hash))
         release_for(w3, digits, task, head.hash, [SolutionAnnouncement.decode(raw).model_commitment])
         assert "sealed block" in wait_line("sealed block")
         # On the new head the next best task is worked on.
-        next_line = wait_line(f"task {later.task_id} @ block {head.number + 1} (")
+        next_line = wait_line(f"task {later.task_id} @ block {head.number + 1}, anchor ")
         assert "announced 0x" in next_line, next_line
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=WAIT_S) == 0

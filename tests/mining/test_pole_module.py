@@ -7,6 +7,8 @@ web3's own `Web3RPCError`, with the node's message and code readable.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from eth_utils import decode_hex, encode_hex, keccak, to_canonical_address, to_int
 from web3 import Web3
@@ -19,7 +21,7 @@ from pole_chain.rpc.pole_api import METHODS, SEAL_REJECTED, format_task
 from tests.conftest import dev_call
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
-from vm_hooks.task import Task, TaskResult, TaskStatus
+from vm_hooks.task import Task, TaskAnchor, TaskResult, TaskStatus
 
 ACCOUNTS = dev_accounts()
 POSTER, MINER = ACCOUNTS[1], ACCOUNTS[2]
@@ -73,9 +75,11 @@ def test_tasks_are_task_records_equal_to_the_wire_objects(w3):
     second = post_task(w3, reward=3 * 10**18)  # the better value per second: the best task
     best = w3.pole.best_task()
     assert isinstance(best, Task) and best.task_id == second
-    assert best == w3.pole.get_task(second)
+    head = w3.eth.get_block("latest")  # second became best after the block that posted it
+    assert best.anchor == TaskAnchor(head["number"], bytes(head["hash"]))
+    assert replace(best, anchor=None) == w3.pole.get_task(second)  # only the best has one
     assert [task.task_id for task in w3.pole.tasks()] == [first, second]
-    assert w3.pole.tasks()[1] == best
+    assert w3.pole.tasks()[1] == w3.pole.get_task(second)
 
     wire = dev_call(w3, "pole_task", hex(second))
     assert best.status is TaskStatus.OPEN and wire["status"] == "open" and best.result is None
@@ -84,7 +88,10 @@ def test_tasks_are_task_records_equal_to_the_wire_objects(w3):
     assert best.test_set_commitment == keccak(b"test set") == decode_hex(wire["testSetCommitment"])
     assert (best.min_train_bps, best.time_limit, best.solutions_wanted) == (9000, 600, 2)
     assert best.deadline == best.posted_at + 600 == to_int(hexstr=wire["deadline"])
-    assert format_task(best) == wire  # the node's own formatter writes exactly this object
+    assert format_task(replace(best, anchor=None)) == wire  # the node's own formatter
+    assert dev_call(w3, "pole_bestTask")["anchor"] == {
+        "number": hex(head["number"]), "hash": encode_hex(head["hash"]),
+    }
 
 
 def test_unknown_task_is_web3s_rpc_error_with_the_nodes_words(w3):
@@ -134,7 +141,7 @@ def test_announce_release_reveal_and_seal(w3):
     assert w3.pole.get_model(keccak(b"no such model")) is None
 
     announcement = SolutionAnnouncement.sign(
-        chain_id=CHAIN_ID, task_id=task_id, parent_hash=parent, model_commitment=commitment,
+        chain_id=CHAIN_ID, task_id=task_id, anchor_hash=parent, model_commitment=commitment,
         train_bps=9500, private_key=MINER.key,
     )
     assert w3.pole.announce(announcement.encode()) is True
@@ -147,7 +154,7 @@ def test_announce_release_reveal_and_seal(w3):
 
     # No release admits the commitment: the node refuses the seal and names the rule.
     with pytest.raises(Web3RPCError) as refused:
-        w3.pole.seal_block(
+        w3.pole.build_block(
             parent_hash=parent, coinbase=miner, task_id=task_id, commitment=commitment,
             train_bps=9500, test_bps=9000, release_digest=keccak(b"no release"),
         )

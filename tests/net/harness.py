@@ -62,6 +62,9 @@ class ChainFixture:
     def blob(self, digest: bytes) -> bytes | None:
         return self.blobs.get(digest)
 
+    def block_data(self, release_prefix: bytes, commitment: bytes) -> tuple[bytes, bytes]:
+        return b"", b""  # a dev chain has no PoLe blocks
+
 
 class DictChain:
     """A ChainView with a fixed head and a blob table; `lie` serves wrong bytes."""
@@ -69,6 +72,7 @@ class DictChain:
     def __init__(self, genesis: bytes = b"\x01" * 32, lie: bool = False) -> None:
         self._genesis = genesis
         self.blobs: dict[bytes, bytes] = {}
+        self.models: dict[bytes, bytes] = {}
         self.lie = lie
 
     def genesis_hash(self) -> bytes:
@@ -88,6 +92,11 @@ class DictChain:
         if data is not None and self.lie:
             return data[:-1] + bytes([data[-1] ^ 1])
         return data
+
+    def block_data(self, release_prefix: bytes, commitment: bytes) -> tuple[bytes, bytes]:
+        """The release whose digest starts with the prefix, and the model `commitment` keys."""
+        release = next((d for k, d in self.blobs.items() if k.startswith(release_prefix)), b"")
+        return release, self.models.get(commitment, b"")
 
     def put(self, data: bytes) -> bytes:
         self.blobs[keccak(data)] = data

@@ -153,3 +153,23 @@ def test_a_peer_on_another_genesis_is_disconnected(blob_peers):
     ours, theirs = blob_peers(DictChain(b"\x01" * 32)), blob_peers(DictChain(b"\x09" * 32))
     ours.add_peer(theirs.node_info().addrs[0])
     eventually(lambda: not connected(ours, theirs) and ours.peer_count() == 0)
+
+
+def test_block_data_is_fetched_by_release_prefix_and_commitment(blob_peers):
+    holder_chain = DictChain()
+    release = b"a signed release" * 10
+    holder_chain.put(release)
+    model = b"model bytes" * 100
+    commitment = keccak(model + b"miner")
+    holder_chain.models[commitment] = model
+    holder, fetcher = blob_peers(holder_chain), blob_peers(DictChain())
+    link(fetcher, holder)
+    prefix = keccak(release)[:20]
+    matches = lambda _release, blob: keccak(blob + b"miner") == commitment  # noqa: E731
+    assert fetcher.fetch_block_data(prefix, commitment, matches) == (release, model)
+    # nobody holds a model for another commitment: None, and the holder is not blamed
+    assert fetcher.fetch_block_data(prefix, keccak(b"other"), matches) is None
+    assert connected(fetcher, holder)
+    # a model that does not match the block costs the sender (WRONG_BLOB: a ban)
+    assert fetcher.fetch_block_data(prefix, commitment, lambda _release, _blob: False) is None
+    eventually(lambda: not connected(fetcher, holder))

@@ -66,20 +66,31 @@ class AcceptingVerifier:
     """Model evaluation is the miner's part; here every seal that passes the structural
     consensus rules is accepted, as in tests/chain."""
 
-    def verify(self, header, seal, task) -> None:
+    def verify(self, header, seal, task, anchor_hash) -> None:
         return None
+
+
+def seal_and_import(node, request, key):
+    """The two halves of sealing, as a miner does them: build, sign, import."""
+    import rlp
+
+    from pole_chain.chain.block_production import sign_pole_block
+
+    return node.import_block(rlp.encode(sign_pole_block(node.build_pole_block(request).block, key)))
 
 
 def test_submit_pole_block_settles_the_task():
     from contracts import TASK_REGISTRY, load_artifact
-    from eth_utils import to_canonical_address, to_checksum_address
+    from eth_utils import to_checksum_address
     from web3 import Web3
 
     from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
     from vm_hooks.genesis import dev_accounts
     from pole_chain.node.node import SealRequest
+    from tests.chain.conftest import address_of, miner_key
 
-    poster, miner = dev_accounts()[0], to_canonical_address("0x" + "42" * 20)
+    poster, key = dev_accounts()[0], miner_key(b"block import")
+    miner = address_of(key)
     registry = Web3().eth.contract(abi=load_artifact(TASK_REGISTRY).abi)
     digests = [b"\x01" * 32, b"\x02" * 32, b"\x03" * 32]
     data = registry.encode_abi("post_task", [*digests, 9000, 600, 1])
@@ -96,8 +107,8 @@ def test_submit_pole_block_settles_the_task():
         request = dict(coinbase=miner, model_commitment=b"\x07" * 32, train_bps=9500,
                        test_bps=9300, release_digest=b"\x08" * 32)
         with pytest.raises(BlockRejected, match="PoLe block refused"):  # task 2 does not exist
-            node.submit_pole_block(SealRequest(task_id=2, **request))
-        block_hash = node.submit_pole_block(SealRequest(task_id=1, **request))
+            node.build_pole_block(SealRequest(task_id=2, **request))
+        block_hash = seal_and_import(node, SealRequest(task_id=1, **request), key)
         with node.lock:
             assert node.reader.head().hash == block_hash
             assert node.reader.state_at(node.reader.head()).get_balance(miner) >= 10**18
@@ -112,7 +123,9 @@ def test_a_better_sibling_sealed_later_returns_the_dropped_transactions_to_the_p
     from eth_utils import keccak
 
     from pole_chain.node.node import SealRequest
-    from tests.chain.conftest import post_task_tx, sign
+    from tests.chain.conftest import address_of, miner_key, post_task_tx, sign
+
+    first_key, better_key = miner_key(b"first"), miner_key(b"better")
 
     node = Node(None, dev=False, verifier=AcceptingVerifier())
     try:
@@ -122,13 +135,19 @@ def test_a_better_sibling_sealed_later_returns_the_dropped_transactions_to_the_p
         transfer = sign(node.chain, {"to": b"\x33" * 20, "value": 5, "nonce": 1})
         node.submit_raw_transaction(transfer.encode())
         seal = dict(task_id=1, model_commitment=keccak(b"m"), train_bps=9000, release_digest=keccak(b"r"))
-        first = node.submit_pole_block(SealRequest(coinbase=b"\x11" * 20, test_bps=5000, **seal))
+        first = seal_and_import(
+            node, SealRequest(coinbase=address_of(first_key), test_bps=5000, **seal), first_key
+        )
         assert [tx.hash for tx in node.reader.block(node.reader.header(first)).transactions] == [
             transfer.hash
         ]
         assert transfer.hash not in node.mempool
-        better = node.submit_pole_block(
-            SealRequest(coinbase=b"\x22" * 20, test_bps=6000, parent_hash=parent.hash, **seal)
+        better = seal_and_import(
+            node,
+            SealRequest(
+                coinbase=address_of(better_key), test_bps=6000, parent_hash=parent.hash, **seal
+            ),
+            better_key,
         )
         assert node.reader.head().hash == better
         assert transfer.hash in node.mempool  # dropped with the first block, pooled again

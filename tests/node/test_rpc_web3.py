@@ -317,8 +317,10 @@ def test_pole_tasks_lists_tasks_and_the_best_one(node, w3):
     assert tasks[1]["modelSpec"] == "0x" + "01" * 32
     assert tasks[1]["result"] is None
     best = node.result("pole_bestTask")
-    assert best == tasks[1]
+    assert {**best, "anchor": None} == tasks[1]  # only the best task names its anchor
+    anchor_number, anchor_hash = int(best["anchor"]["number"], 16), best["anchor"]["hash"]
+    assert node.result("eth_getBlockByNumber", [hex(anchor_number), False])["hash"] == anchor_hash
     assert int(best["id"], 16) == registry.functions.best_task().call()
-    assert node.result("pole_task", [best["id"]]) == best
+    assert node.result("pole_task", [best["id"]]) == tasks[1]
     missing = node.rpc("pole_task", ["0x999"])
     assert missing["error"]["code"] == -32001 and "no task 2457" in missing["error"]["message"]

@@ -5,9 +5,10 @@ and a chain whose consensus calls that verifier on every PoLe block it validates
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
+from eth_keys import keys
 from eth_utils import keccak
 
 from miner.datasets import encode_dataset, load_builtin, split_dataset
@@ -26,6 +27,7 @@ from pole_chain.node.solution_book import SolutionBook
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import CHAIN_ID, REGISTRY_ADDRESS
 from vm_hooks.registry_calls import best_open_task, encode_call
+from vm_hooks.task import TaskAnchor
 
 from tests.chain.conftest import FAST_IDLE, head_state, sign
 
@@ -49,6 +51,7 @@ class Height:
     model_blob: bytes
     train_bps: int
     test_bps: int
+    anchor: TaskAnchor  # the block after which task 1 became best
 
     @property
     def parent(self):
@@ -56,25 +59,30 @@ class Height:
 
     @property
     def task(self):
-        return best_open_task(head_state(self.chain))
+        """Task 1 with its anchor, as the node's task views report it."""
+        return replace(best_open_task(head_state(self.chain)), anchor=self.anchor)
 
-    def release(self, admitted, key=POSTER.key, test_set_digest=None) -> Release:
+    def release(self, admitted, key=POSTER.key, test_set_digest=None, anchor_hash=None) -> Release:
         release = Release.sign(
-            chain_id=CHAIN_ID, task_id=1, parent_hash=self.parent.hash,
+            chain_id=CHAIN_ID, task_id=1, anchor_hash=anchor_hash or self.anchor.hash,
             test_set_digest=test_set_digest or keccak(self.test_blob),
             admitted=admitted, private_key=key,
         )
         return release
 
-    def seal(self, *, coinbase=address(MINER), model_blob=None, release=None,
-             train_bps=None, test_bps=None, commitment=None):
+    def seal(self, *, miner=MINER, model_blob=None, release=None,
+             train_bps=None, test_bps=None, commitment=None, chain=None):
+        """A PoLe block by ``miner`` (a dev account: it signs as the coinbase) on the head
+        of ``chain`` (default: this height's chain)."""
+        coinbase = address(miner)
         model_blob = model_blob or self.model_blob
-        commitment = commitment or self.book.reveal_model(model_blob, coinbase, self.parent.hash)
+        commitment = commitment or self.book.reveal_model(model_blob, coinbase, self.anchor.hash)
         if release is None:
             release = self.release([commitment])
             self.book.add_release(release, self.task)
         return produce_pole_block(
-            self.chain, [], coinbase=coinbase, task_id=1, model_commitment=commitment,
+            chain or self.chain, [], signer=keys.PrivateKey(miner.key), task_id=1,
+            model_commitment=commitment,
             train_bps=self.train_bps if train_bps is None else train_bps,
             test_bps=self.test_bps if test_bps is None else test_bps,
             release_digest=release.digest,
@@ -112,11 +120,12 @@ def height(trained):
         "data": encode_call("post_task", [spec_digest, keccak(train_blob), keccak(test_blob), MIN_TRAIN_BPS, 3_600, 1]),
     })
     produce_idle_block(chain, [post])
-    parent = chain.get_canonical_head()
-    sml = sml_for(parent.hash, address(MINER), train.d)
+    anchor = chain.get_canonical_head()  # task 1 became best after the block that posted it
+    sml = sml_for(anchor.hash, address(MINER), train.d)
     result = train_model(spec, train, sml, target_train_bps=9_800, time_limit_s=60, seed=1)
     return Height(
         chain=chain, book=book, train=train, test=test, test_blob=test_blob,
         model_blob=encode_model(result.integer_model), train_bps=result.train_bps,
         test_bps=evaluate_integer_model(result.integer_model, sml, test),
+        anchor=TaskAnchor(anchor.block_number, anchor.hash),
     )

@@ -14,6 +14,7 @@ import logging
 import pytest
 import rlp
 from eth_account import Account
+from eth_keys import keys
 from eth_utils import ValidationError, encode_hex, keccak
 
 import miner.seal_verifier as seal_verifier
@@ -23,7 +24,7 @@ from miner.messages import Release
 from miner.model_spec import model_spec_canonical_bytes
 from miner.sml import sml_for
 from miner.training import train_model
-from pole_chain.chain.block_production import build_block, next_timestamp
+from pole_chain.chain.block_production import build_block, next_timestamp, sign_pole_block
 from pole_chain.node.block_import import NodeBug
 from pole_chain.node.node import Node, SealRequest
 from pole_chain.rpc.dispatch import INTERNAL_ERROR, Dispatcher
@@ -45,7 +46,7 @@ def valid_seals(chain, header):
 
 
 def test_chain_import_lets_an_evaluator_bug_raise_and_forgets_the_block(height, monkeypatch):
-    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.parent.hash)
+    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.anchor.hash)
     release = height.release([commitment])
     height.book.add_release(release, height.task)
     fields = header_fields(
@@ -53,6 +54,7 @@ def test_chain_import_lets_an_evaluator_bug_raise_and_forgets_the_block(height, 
         miner=address(MINER), task_id=1, commitment=commitment,
     )
     block = build_block(height.chain, [], fields, next_timestamp(height.chain, None)).block
+    block = sign_pole_block(block, keys.PrivateKey(MINER.key))
     head = height.chain.get_canonical_head()
 
     monkeypatch.setattr(seal_verifier, "evaluate_integer_model", evaluator_bug)
@@ -98,7 +100,7 @@ def hand_in_solution(node: Node, model_blob: bytes, test_blob: bytes) -> Release
     parent = node.reader.head()
     commitment = node.solutions.reveal_model(model_blob, address(MINER), parent.hash)
     release = Release.sign(
-        chain_id=CHAIN_ID, task_id=1, parent_hash=parent.hash, test_set_digest=keccak(test_blob),
+        chain_id=CHAIN_ID, task_id=1, anchor_hash=parent.hash, test_set_digest=keccak(test_blob),
         admitted=[commitment], private_key=POSTER.key,
     )
     node.solutions.add_release(release, node.tasks.best())
@@ -138,11 +140,13 @@ def test_a_node_answers_an_evaluator_bug_with_an_internal_error(trained, monkeyp
         monkeypatch.setattr(seal_verifier, "evaluate_integer_model", evaluator_bug)
         with caplog.at_level(logging.ERROR):
             with pytest.raises(NodeBug, match="evaluator bug"):
-                producer.submit_pole_block(request)
+                producer.build_pole_block(request)
         assert producer.reader.head() == parent
         assert len(bug_records(caplog)) == 1
         monkeypatch.undo()
-        pole_hash = producer.submit_pole_block(request)
+        built = producer.build_pole_block(request)
+        signed = sign_pole_block(built.block, keys.PrivateKey(MINER.key))
+        pole_hash = producer.import_block(rlp.encode(signed))
         pole_block = producer.reader.block(producer.reader.head())
         assert pole_block.hash == pole_hash
 

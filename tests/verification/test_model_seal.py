@@ -6,6 +6,7 @@ when the block is validated (nodes validate what they produce exactly as what th
 from __future__ import annotations
 
 import pytest
+from eth_keys import keys
 from eth_utils import keccak
 
 from miner.integer_eval import evaluate_integer_model
@@ -58,7 +59,7 @@ def test_claimed_training_accuracy_above_the_true_one_is_refused(height):
 def test_weights_not_matching_the_commitment_are_refused(height):
     other = bytearray(height.model_blob)
     other[-5] ^= 0x01
-    honest = commitment_for(height.model_blob, address(MINER), height.parent.hash)
+    honest = commitment_for(height.model_blob, address(MINER), height.anchor.hash)
     # The node holds a different blob under the commitment the block claims.
     from pole_chain.node.solution_book import _MODEL_KEY
     height.book._db[_MODEL_KEY + honest] = height.book.blobs.put(bytes(other))
@@ -66,51 +67,51 @@ def test_weights_not_matching_the_commitment_are_refused(height):
 
 
 def test_a_copied_model_fails_under_the_copiers_sml(height):
-    copier_sml = sml_for(height.parent.hash, address(COPIER), height.train.d)
+    copier_sml = sml_for(height.anchor.hash, address(COPIER), height.train.d)
     from miner.integer_model import decode_model
     true_train = evaluate_integer_model(decode_model(height.model_blob), copier_sml, height.train)
     assert true_train < 5_000
-    assert_refused(height, MinimumAccuracyError, coinbase=address(COPIER))
+    assert_refused(height, MinimumAccuracyError, miner=COPIER)
 
 
-def test_a_model_trained_under_a_stale_parents_sml_is_refused(height, trained):
+def test_a_model_trained_under_another_blocks_sml_is_refused(height, trained):
     _digits, train, _test, spec = trained
-    stale_parent = height.chain.get_canonical_block_by_number(0).header
+    stale_parent = height.chain.get_canonical_block_by_number(0).header  # not the anchor
     stale_sml = sml_for(stale_parent.hash, address(MINER), train.d)
     stale = train_model(spec, train, stale_sml, target_train_bps=9_800, time_limit_s=60, seed=1)
     assert stale.train_bps >= MIN_TRAIN_BPS  # good under the stale SML...
-    assert_refused(  # ...but the block is checked under its real parent's SML
+    assert_refused(  # ...but the block is checked under its task anchor's SML
         height, MinimumAccuracyError,
         model_blob=encode_model(stale.integer_model), train_bps=stale.train_bps,
     )
 
 
 def test_an_announcement_after_the_release_is_not_admitted(height):
-    honest = height.book.reveal_model(height.model_blob, address(MINER), height.parent.hash)
+    honest = height.book.reveal_model(height.model_blob, address(MINER), height.anchor.hash)
     release = height.release([honest])
     height.book.add_release(release, height.task)
     late_blob = height.model_blob + b""
-    late_commitment = commitment_for(late_blob, address(COPIER), height.parent.hash)
+    late_commitment = commitment_for(late_blob, address(COPIER), height.anchor.hash)
     late = SolutionAnnouncement.sign(
-        chain_id=CHAIN_ID, task_id=1, parent_hash=height.parent.hash,
+        chain_id=CHAIN_ID, task_id=1, anchor_hash=height.anchor.hash,
         model_commitment=late_commitment, train_bps=9_900, private_key=COPIER.key,
     )
     with pytest.raises(SolutionRejected, match="announcements after the release are not admitted"):
         height.book.add_announcement(late, height.task)
-    assert_refused(height, ReleaseError, coinbase=address(COPIER), release=release)
+    assert_refused(height, ReleaseError, miner=COPIER, release=release)
 
 
 def test_a_release_not_signed_by_the_poster_is_refused(height):
-    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.parent.hash)
+    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.anchor.hash)
     forged = height.release([commitment], key=COPIER.key)
-    with pytest.raises(SolutionRejected, match="not by the task's poster"):
+    with pytest.raises(SolutionRejected, match="was posted by"):
         height.book.add_release(forged, height.task)
     height.store_release(forged)
     assert_refused(height, ReleaseError, release=forged, commitment=commitment)
 
 
 def test_a_release_not_matching_the_test_set_commitment_is_refused(height):
-    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.parent.hash)
+    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.anchor.hash)
     wrong = height.release([commitment], test_set_digest=keccak(b"another test set"))
     with pytest.raises(SolutionRejected, match="does not match the task's commitment"):
         height.book.add_release(wrong, height.task)
@@ -119,24 +120,25 @@ def test_a_release_not_matching_the_test_set_commitment_is_refused(height):
 
 
 def test_a_block_whose_release_is_unknown_is_refused(height):
-    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.parent.hash)
+    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.anchor.hash)
     unknown = height.release([commitment])
     with pytest.raises(DataUnavailableError):
         produce_pole_block(
-            height.chain, [], coinbase=address(MINER), task_id=1, model_commitment=commitment,
+            height.chain, [], signer=keys.PrivateKey(MINER.key), task_id=1,
+            model_commitment=commitment,
             train_bps=height.train_bps, test_bps=height.test_bps, release_digest=unknown.digest,
         )
 
 
 def test_every_release_the_poster_signed_verifies_blocks_on_every_node(height):
-    """A poster signing two releases for one height must not split the nodes."""
-    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.parent.hash)
+    """A poster signing two releases for one anchor must not split the nodes."""
+    commitment = height.book.reveal_model(height.model_blob, address(MINER), height.anchor.hash)
     first = height.release([commitment, keccak(b"someone")])
     second = height.release([commitment])
     assert height.book.add_release(first, height.task)
     assert height.book.add_release(second, height.task)
     assert not height.book.add_release(second, height.task)  # known
-    assert height.book.release_for(1, height.parent.hash) == first  # closes announcements
+    assert height.book.release_for(1, height.anchor.hash) == first  # closes announcements
     block = height.seal(release=second, commitment=commitment).block
     assert height.chain.get_canonical_head() == block.header
 

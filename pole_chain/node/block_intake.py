@@ -1,0 +1,124 @@
+"""Blocks from peers: import one through the node's own importer and say what happened.
+
+Gossip, the pending-block queue and sync all hand peers' blocks to `BlockImporter`, the same
+path pole_submitBlock takes, and all need the same reading of the result: imported, already
+known, parent missing (sync), data missing (fetch the release and model, then retry), not
+yet timely (a clock difference, nobody's fault), invalid (the sender is to blame) or a bug in
+this node (never the sender's fault: see block_import.NodeBug).
+
+Blocks taken in here are remembered as coming from the network, so the publisher, which
+hears of every new head, does not gossip them back out (gossipsub relays what the node
+accepted; synced blocks are old news to the peers that sent them). `from_network()` marks a
+thread's work the same way for transactions.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from eth.abc import BlockAPI
+from eth_utils import ValidationError
+
+from pole_chain.node.block_import import BlockImporter, BlockRejected, NodeBug
+from pole_chain.node.chain_reader import ChainReader
+from pole_chain.node.locking import NodeClosed, NodeLock
+from vm_hooks.seal_errors import DataUnavailableError
+
+log = logging.getLogger("pole.net")
+
+#: Hashes of blocks from peers remembered (enough to cover any reorg the node publishes).
+RECEIVED_MEMORY = 4096
+
+
+class Outcome(enum.Enum):
+    """What importing one block from a peer did."""
+
+    IMPORTED = "imported"
+    KNOWN = "known"
+    UNKNOWN_PARENT = "unknown parent"
+    DATA_MISSING = "data missing"
+    NOT_YET = "not yet"  # e.g. ahead of this node's clock: acceptable later
+    INVALID = "invalid"
+    NODE_BUG = "node bug"
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    outcome: Outcome
+    block: BlockAPI | None  # None when the bytes did not decode
+    reason: str = ""
+
+
+class BlockIntake:
+    """Imports peers' blocks and tells callers (and listeners) where they came from."""
+
+    def __init__(self, importer: BlockImporter, reader: ChainReader, lock: NodeLock) -> None:
+        self._importer = importer
+        self._reader = reader
+        self._lock = lock
+        self._inbound = threading.local()
+        self._received: OrderedDict[bytes, None] = OrderedDict()
+
+    @property
+    def receiving(self) -> bool:
+        """Whether this thread is importing something that came from the network."""
+        return bool(getattr(self._inbound, "active", False))
+
+    @contextmanager
+    def from_network(self) -> Iterator[None]:
+        """Mark this thread's work as inbound (listeners do not gossip it back out)."""
+        previous = self.receiving
+        self._inbound.active = True
+        try:
+            yield
+        finally:
+            self._inbound.active = previous
+
+    def came_from_network(self, block_hash: bytes) -> bool:
+        """Whether a block was imported from a peer (call under the node lock)."""
+        return bytes(block_hash) in self._received
+
+    def take(self, rlp_bytes: bytes) -> IntakeResult:
+        """Decode, classify and (when it can) import one RLP block from a peer."""
+        with self._lock:  # one consistent head for the decode and the lookups
+            try:
+                block = self._importer.decode(rlp_bytes)
+            except BlockRejected as exc:
+                return IntakeResult(Outcome.INVALID, None, str(exc))
+            if self._reader.has_header(block.hash):
+                return IntakeResult(Outcome.KNOWN, block)
+            if not self._reader.has_header(block.header.parent_hash):
+                return IntakeResult(Outcome.UNKNOWN_PARENT, block)
+            return self._import(block, rlp_bytes)
+
+    def _import(self, block: BlockAPI, rlp_bytes: bytes) -> IntakeResult:
+        self._received[bytes(block.hash)] = None  # before import: head listeners run inside it
+        while len(self._received) > RECEIVED_MEMORY:
+            self._received.popitem(last=False)
+        try:
+            self._importer.import_block(rlp_bytes)
+        except BlockRejected as exc:
+            cause = exc.__cause__
+            if _caused_by(exc, DataUnavailableError):
+                return IntakeResult(Outcome.DATA_MISSING, block, str(exc))
+            if isinstance(cause, ValidationError):
+                return IntakeResult(Outcome.INVALID, block, str(exc))
+            # refused by node policy (future timestamp) or a parent that vanished: later
+            return IntakeResult(Outcome.NOT_YET, block, str(exc))
+        except (NodeBug, NodeClosed) as exc:  # NodeBug was logged with its traceback
+            return IntakeResult(Outcome.NODE_BUG, block, str(exc))
+        return IntakeResult(Outcome.IMPORTED, block)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -1,0 +1,138 @@
+"""Incoming gossip through the node's own admission paths, and the verdict for gossipsub.
+
+Every message is taken in by the same service an RPC call would use (TransactionAdmission,
+BlockImporter via BlockIntake, the SolutionBook for announcements and releases), so a peer
+can do nothing a local client could not. The verdict decides relaying and blame:
+- ACCEPT: taken in; gossipsub relays it;
+- IGNORE: not relayed, nobody blamed: a duplicate, a block whose parent is missing (sync
+  starts), a PoLe block whose data is not here yet (held pending, fetched, imported and
+  published by this node once complete), a transaction the pool refuses by its own policy
+  (nonce, price, pool full: views differ between nodes), a bug in this node (logged);
+- REJECT: malformed or invalid by the rules (bad encoding, bad signature, invalid block):
+  not relayed, and the sender is penalised.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from eth.exceptions import HeaderNotFound
+
+from miner.messages import MessageError, Release, SolutionAnnouncement
+from pole_chain.net import ChainStatus, Network, NetworkError, Verdict
+from pole_chain.node.admission import TransactionAdmission
+from pole_chain.node.blob_store import BlobLimitExceeded, BlobStore
+from pole_chain.node.block_data import PendingBlocks
+from pole_chain.node.block_intake import BlockIntake, Outcome
+from pole_chain.node.locking import NodeClosed, NodeLock
+from pole_chain.node.mempool import TransactionRejected
+from pole_chain.node.solution_book import SolutionBook, SolutionRejected
+from pole_chain.node.task_views import TaskViews
+from vm_hooks.task import Task
+
+log = logging.getLogger("pole.net")
+
+_BLOCK_VERDICTS = {
+    Outcome.IMPORTED: Verdict.ACCEPT,
+    Outcome.KNOWN: Verdict.IGNORE,
+    Outcome.UNKNOWN_PARENT: Verdict.IGNORE,
+    Outcome.DATA_MISSING: Verdict.IGNORE,
+    Outcome.NOT_YET: Verdict.IGNORE,
+    Outcome.INVALID: Verdict.REJECT,
+    Outcome.NODE_BUG: Verdict.IGNORE,
+}
+
+
+class GossipSink:
+    """The node's NodeSink: each call validates, takes the item in, and answers a Verdict."""
+
+    def __init__(
+        self,
+        *,
+        intake: BlockIntake,
+        transactions: TransactionAdmission,
+        solutions: SolutionBook,
+        tasks: TaskViews,
+        blobs: BlobStore,
+        lock: NodeLock,
+    ) -> None:
+        self._intake = intake
+        self._transactions = transactions
+        self._solutions = solutions
+        self._tasks = tasks
+        self._blobs = blobs
+        self._lock = lock
+        # wired by NetworkService once the Network and the queues exist
+        self.network: Network | None = None
+        self.pending: PendingBlocks | None = None
+        self.wake_sync: Callable[[], None] = lambda: None
+        self.status_listener: Callable[[str, ChainStatus], None] = lambda peer, status: None
+
+    def on_transaction(self, raw: bytes) -> Verdict:
+        try:
+            self._transactions.decode(raw)
+        except TransactionRejected:
+            return Verdict.REJECT
+        try:
+            with self._intake.from_network():
+                self._transactions.submit(raw)
+        except (TransactionRejected, NodeClosed):
+            return Verdict.IGNORE
+        return Verdict.ACCEPT
+
+    def on_block(self, rlp_block: bytes) -> Verdict:
+        result = self._intake.take(rlp_block)
+        if result.outcome is Outcome.UNKNOWN_PARENT:
+            self.wake_sync()
+        elif result.outcome is Outcome.DATA_MISSING and self.pending is not None:
+            assert result.block is not None
+            self.pending.add(result.block, rlp_block)
+        elif result.outcome is Outcome.INVALID:
+            log.info("invalid block from gossip: %s", result.reason)
+        elif result.outcome is Outcome.NODE_BUG:
+            log.error("a gossiped block hit a node bug (the sender is not blamed): %s",
+                      result.reason)
+        return _BLOCK_VERDICTS[result.outcome]
+
+    def on_announcement(self, message: bytes) -> Verdict:
+        try:
+            announcement = SolutionAnnouncement.decode(message)
+        except MessageError:
+            return Verdict.REJECT
+        return self._store(self._solutions.add_announcement, announcement)
+
+    def on_release(self, message: bytes) -> Verdict:
+        try:
+            release = Release.decode(message)
+        except MessageError:
+            return Verdict.REJECT
+        if not self._blobs.has(release.test_set_digest):
+            self._fetch_blob(release.test_set_digest)  # public once released; before the lock
+        return self._store(self._solutions.add_release, release)
+
+    def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
+        self.status_listener(peer_id, status)
+
+    def _store(self, store: Callable[[Any, Task], bool], message: Any) -> Verdict:
+        """Check a message against the task its anchor names and store it, as the RPC does."""
+        try:
+            with self._lock:
+                task = self._tasks.anchored_at(message.anchor_hash)
+                if task is None or task.task_id != message.task_id:
+                    return Verdict.IGNORE  # another branch's task, or stale
+                return Verdict.ACCEPT if store(message, task) else Verdict.IGNORE
+        except MessageError:  # a bad signature: a forgery, never relayed
+            return Verdict.REJECT
+        except (HeaderNotFound, SolutionRejected, BlobLimitExceeded):
+            return Verdict.IGNORE  # an anchor not here yet, a closed height, a full store
+
+    def _fetch_blob(self, digest: bytes) -> None:
+        if self.network is None:
+            return
+        try:
+            data = self.network.fetch_blob(digest)
+            if data is not None:
+                self._blobs.put(data)
+        except (NetworkError, BlobLimitExceeded) as exc:
+            log.info("blob %s not fetched: %s", digest.hex(), exc)

@@ -1,0 +1,138 @@
+"""A whole PoLe task on a 4-node network of separate processes, then a late node re-verifying it.
+
+    nodes      0 - 1 - 2 - 3 (a line: gossip and blobs cross up to three hops); node 0 mines
+               idle blocks so the chain moves while the miners train
+    miners     three `pole mine --once` processes, miner j on node j, each reaching only its
+               own node's RPC (its node gossips its bond, announcement and block for it)
+    data node  `pole task post` and `pole task release --auto` against node 3, the one node
+               without a miner: the task, its blobs and the release reach the miners only by
+               the network
+    checks     every node converges on one head with the task settled to the best test
+               accuracy (each admitted model re-evaluated here on the secret test set);
+               a fresh node started after the task syncs from genesis and holds the task's
+               release, test set and winning model: it cannot import a PoLe block without
+               them (the seal checks re-evaluate the model on the released test set), and
+               they exist only as blobs on its peers, so holding them and agreeing on the
+               head means it fetched them and re-verified every PoLe block.
+
+This is the issue's "3 miners and 1 data node on 4 nodes agree on the same head after a task"
+and "a fresh node joining after a task re-verifies every PoLe block from peers' blobs".
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from eth_utils import decode_hex, encode_hex, to_canonical_address
+
+from miner.integer_eval import evaluate_integer_model
+from miner.integer_model import decode_model
+from miner.pole_module import pole_web3
+from miner.sml import SML_EXPANSION, sml_for
+from pole_chain.clients.data_node import load_test_set, task_dir
+from pole_chain.devnet.cluster import Cluster
+from pole_chain.devnet.node_process import PACKAGE_ROOT, child_environment
+from tests.network import converged, head_number, rpc, wait_until
+from vm_hooks.genesis import dev_accounts
+from vm_hooks.task import TaskStatus
+
+POSTER = dev_accounts()[0]
+MINERS = dev_accounts()[1:4]  # the Cluster's keys for miners 0..2
+TASK_WAIT = 300.0  # three miners train on a shared 2-core machine next to four nodes
+
+
+@pytest.fixture
+def network(tmp_path):
+    net = Cluster(tmp_path / "cluster", nodes=4, miners=3, miner_args=("--once", "--poll", "0.5"))
+    net.start()
+    yield net
+    net.stop()
+
+
+def pole_cli(*argv: str, timeout: float = TASK_WAIT) -> str:
+    """Run `pole ARGV` as a user would; its stdout (AssertionError with stderr on failure)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pole_chain", *argv], cwd=PACKAGE_ROOT, env=child_environment(),
+        capture_output=True, text=True, timeout=timeout,
+    )
+    assert done.returncode == 0, f"pole {' '.join(argv[:2])} failed:\n{done.stderr}"
+    return done.stdout
+
+
+def bonded_everywhere(net: Cluster) -> bool:
+    """Whether every node sees every miner's bond (bonds travel as gossiped transactions)."""
+    from miner.bonds import is_bonded
+
+    return all(is_bonded(pole_web3(n.url), a.address) for n in net.members for a in MINERS)
+
+
+def best_admitted_test_bps(net: Cluster, workdir, task_id: int) -> int:
+    """The best test accuracy among the released solutions, each model evaluated here."""
+    released = json.loads((task_dir(workdir, task_id) / "release.json").read_text())
+    anchor = decode_hex(released["anchor_hash"])
+    test_set = load_test_set(workdir, task_id)
+    w3 = pole_web3(net.members[0].url)
+    scores = []
+    for admitted in released["admitted"]:
+        blob = w3.pole.get_model(decode_hex(admitted["model_commitment"]))
+        assert blob is not None, "an admitted model was never revealed"
+        model = decode_model(blob)
+        miner = to_canonical_address(admitted["miner"])
+        sml = sml_for(anchor, miner, model.spec.input_dim // SML_EXPANSION)
+        scores.append(evaluate_integer_model(model, sml, test_set))
+    assert len(scores) == len(MINERS)
+    return max(scores)
+
+
+def settled_everywhere(nodes, task_id: int):
+    """The task's result if every node has it settled on the same block, else None."""
+    results = []
+    for node in nodes:
+        task = pole_web3(node.url).pole.get_task(task_id)
+        if task.status is not TaskStatus.SETTLED:
+            return None
+        results.append(task.result)
+    return results[0] if all(r == results[0] for r in results) else None
+
+
+def post_and_release(net: Cluster, workdir) -> int:
+    """`pole task post` then `pole task release --auto` on node 3; the task id."""
+    data_rpc = ("--rpc", net.members[3].url, "--key", encode_hex(bytes(POSTER.key)))
+    posted = pole_cli(
+        "task", "post", *data_rpc, "--dataset", "digits", "--model", "mlp", "--accuracy", "0.9",
+        "--solutions", str(len(MINERS)), "--time-limit", "600", "--workdir", str(workdir),
+    )
+    task_id = int(posted.split()[-1])
+    pole_cli("task", "release", str(task_id), "--auto", *data_rpc, "--workdir", str(workdir))
+    return task_id
+
+
+def test_three_miners_and_a_data_node_on_four_nodes_settle_one_task_everywhere(network, tmp_path):
+    net, workdir = network, tmp_path / "data-node"
+    wait_until(lambda: bonded_everywhere(net), timeout=120, what="every miner bonded on every node")
+    task_id = post_and_release(net, workdir)
+    for index, miner in enumerate(net.miner_processes):  # --once: each exits 0 once it sealed
+        assert miner.wait(timeout=TASK_WAIT) == 0, (net.root / f"miner{index}.log").read_text()
+    result = wait_until(lambda: settled_everywhere(net.members, task_id), timeout=TASK_WAIT,
+                        what="the task settled alike on every node")
+    assert result.test_bps == best_admitted_test_bps(net, workdir, task_id)
+    height = wait_until(lambda: converged(net.members, at_least=result.block_number + 2),
+                        what="one head on every node")
+    winner = rpc(net.members[3], "eth_getBlockByNumber", [hex(result.block_number), False])
+    assert to_canonical_address(winner["miner"]) == result.winner
+
+    late = net.start_node(4)  # a new datadir: starts at genesis, dials node 3
+    net.members.append(late)
+    wait_until(lambda: head_number(late) >= height, timeout=TASK_WAIT, what="the late node synced")
+    wait_until(lambda: converged(net.members, at_least=height), what="the late node agrees")
+    assert settled_everywhere([late, net.members[0]], task_id) == result
+    here = pole_web3(late.url).pole
+    assert here.get_model(result.model_commitment) is not None
+    assert here.get_release(task_id, _anchor(workdir, task_id)) is not None
+
+
+def _anchor(workdir, task_id: int) -> bytes:
+    released = json.loads((task_dir(workdir, task_id) / "release.json").read_text())
+    return decode_hex(released["anchor_hash"])
