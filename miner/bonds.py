@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import encode_hex, from_wei, to_checksum_address
+from eth_utils import from_wei, to_checksum_address
 from web3 import Web3
-from web3.contract import Contract
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
-from contracts import TASK_REGISTRY, load_artifact
-from miner.pole_module import error_message
-from vm_hooks.params import MINER_BOND, REGISTRY_ADDRESS, UNBOND_DELAY
+from miner.registry_client import RegistryTransactionError, registry_contract, send_registry_call
+from vm_hooks.params import MINER_BOND, UNBOND_DELAY
 
 #: How long a bond transaction may take to be mined before the miner gives up on it.
 DEFAULT_RECEIPT_TIMEOUT_S = 120.0
@@ -52,16 +49,9 @@ class BondState:
         return self.amount >= MINER_BOND and self.unbond_at == 0
 
 
-def registry(w3: Web3) -> Contract:
-    """The task registry at its genesis address, with its ABI."""
-    return w3.eth.contract(
-        address=to_checksum_address(REGISTRY_ADDRESS), abi=load_artifact(TASK_REGISTRY).abi
-    )
-
-
 def bond_state(w3: Web3, miner: bytes | str) -> BondState:
     """The bond the registry holds for `miner` at the node's head."""
-    functions = registry(w3).functions
+    functions = registry_contract(w3).functions
     address = to_checksum_address(miner)
     return BondState(
         amount=int(functions.bonds(address).call()),
@@ -71,7 +61,7 @@ def bond_state(w3: Web3, miner: bytes | str) -> BondState:
 
 def is_bonded(w3: Web3, miner: bytes | str) -> bool:
     """Whether a data node should admit `miner`'s announcements (the registry's view)."""
-    return bool(registry(w3).functions.is_bonded(to_checksum_address(miner)).call())
+    return bool(registry_contract(w3).functions.is_bonded(to_checksum_address(miner)).call())
 
 
 def format_ether(wei: int) -> str:
@@ -100,7 +90,7 @@ def ensure_bonded(
             f"{format_ether(missing)} plus gas: fund this key (on a devnet, `pole accounts` "
             "lists funded keys)"
         )
-    receipt = _send(w3, account, registry(w3).functions.bond(), value=missing, timeout_s=timeout_s)
+    receipt = _send(w3, account, registry_contract(w3).functions.bond(), value=missing, timeout_s=timeout_s)
     return bytes(receipt["transactionHash"])
 
 
@@ -109,7 +99,7 @@ def request_unbond(
 ) -> int:
     """Ask for the bond back: the miner stops counting as bonded at once. Returns the block
     time from which `withdraw_bond` works (the request's block time + UNBOND_DELAY)."""
-    call = registry(w3).functions.request_unbond()
+    call = registry_contract(w3).functions.request_unbond()
     _send(w3, account, call, value=0, timeout_s=timeout_s)
     return bond_state(w3, account.address).unbond_at
 
@@ -119,7 +109,7 @@ def withdraw_bond(
 ) -> int:
     """Take back a bond whose unbond delay is over; returns the amount (wei)."""
     amount = bond_state(w3, account.address).amount
-    _send(w3, account, registry(w3).functions.withdraw_bond(), value=0, timeout_s=timeout_s)
+    _send(w3, account, registry_contract(w3).functions.withdraw_bond(), value=0, timeout_s=timeout_s)
     return amount
 
 
@@ -138,31 +128,9 @@ def describe(state: BondState) -> str:
 
 
 def _send(w3: Web3, sender: LocalAccount, call: Any, *, value: int, timeout_s: float) -> dict:
-    """Sign and send a registry call from `sender`; the receipt of a successful transaction.
-    A refusal (revert, unfunded key, node error) becomes a one-line BondError."""
-    name = call.fn_name
+    """A registry call from `sender`; any refusal becomes a one-line BondError."""
     try:
-        tx = call.build_transaction(
-            {
-                "from": sender.address,
-                "value": value,
-                "chainId": w3.eth.chain_id,
-                "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-            }
-        )
-        tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
-    except ContractLogicError as error:
-        reason = (error.message or str(error)).removeprefix("execution reverted: ")
-        raise BondError(f"the registry refuses {name}: {reason}") from None
-    except Web3RPCError as error:
-        raise BondError(f"the node refused {name}: {error_message(error)}") from None
-    try:
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.25)
-    except TimeExhausted:
-        raise BondError(
-            f"{name} transaction {encode_hex(tx_hash)} not mined within {timeout_s:.0f} s "
-            "(is the node producing blocks? a non-dev node needs --mine-idle)"
-        ) from None
-    if receipt["status"] != 1:
-        raise BondError(f"{name} transaction {encode_hex(tx_hash)} reverted")
-    return receipt
+        return send_registry_call(w3, sender, call, value=value, timeout_s=timeout_s,
+                                  what=call.fn_name)
+    except RegistryTransactionError as error:
+        raise BondError(str(error)) from None

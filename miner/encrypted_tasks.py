@@ -63,6 +63,7 @@ from miner.messages import (
     _HASH32,
     _SIGNATURE,
     _SignedMessage,
+    decode_typed,
 )
 from miner.sml import SML, sml_for
 
@@ -300,25 +301,8 @@ class _KeyMessage(_SignedMessage):
 
     @classmethod
     def decode(cls, data: bytes):
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise MessageError(f"{cls.NAME} must be bytes, got {type(data).__name__}")
-        data = bytes(data)
-        if len(data) > cls.MAX_SIZE:
-            raise MessageError(f"{cls.NAME} is {len(data)} bytes, limit {cls.MAX_SIZE}")
-        if not data or data[0] != cls.TYPE:
-            raise MessageError(f"not a {cls.NAME} (type byte {data[:1].hex() or 'missing'})")
-        try:
-            items = rlp.decode(data[1:], strict=True)
-            if not isinstance(items, list) or not items or not isinstance(items[0], bytes):
-                raise MessageError(f"malformed {cls.NAME}: not an RLP list of fields")
-            if big_endian_int.deserialize(items[0]) != MESSAGE_VERSION:
-                raise MessageError(f"unsupported {cls.NAME} version")
-            message = cls.deserialize(items)
-        except (rlp.DecodingError, rlp.DeserializationError, TypeError) as error:
-            raise MessageError(f"malformed {cls.NAME}: {error}") from None
-        if message.encode() != data:
-            raise MessageError(f"non-canonical {cls.NAME} encoding")
-        return message
+        """miner.messages' one decoder, with this message's own type and size limit."""
+        return decode_typed(data, {cls.TYPE: cls}, cls.MAX_SIZE)
 
 
 class KeyRequest(_KeyMessage, rlp.Serializable):

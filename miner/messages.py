@@ -15,7 +15,7 @@ those bytes and nothing else, so every node computes the same digest for the sam
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterable, TypeVar, Union
+from typing import ClassVar, Iterable, Mapping, TypeVar, Union
 
 import rlp
 from eth_account import Account
@@ -340,14 +340,20 @@ def decode(data: bytes) -> Message:
     and each type's field rules, and the bytes must re-encode to themselves. The signature
     is not checked here: call verify().
     """
+    return decode_typed(data, _TYPES, MAX_MESSAGE_SIZE)
+
+
+def decode_typed(data: bytes, types: Mapping[int, type], max_size: int):
+    """`decode`'s rules for any family of signed message types (a type byte -> class map)
+    with its own size limit: the one decoder every signed PoLe message goes through."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MessageError(f"message must be bytes, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) > MAX_MESSAGE_SIZE:
-        raise MessageError(f"message is {len(data)} bytes, limit {MAX_MESSAGE_SIZE}")
+    if len(data) > max_size:
+        raise MessageError(f"message is {len(data)} bytes, limit {max_size}")
     if not data:
         raise MessageError("empty message")
-    cls = _TYPES.get(data[0])
+    cls = types.get(data[0])
     if cls is None:
         raise MessageError(f"unknown message type 0x{data[0]:02x}")
     try:

@@ -36,11 +36,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import encode_hex, keccak, to_canonical_address, to_checksum_address, to_int
 from web3 import Web3
-from web3.contract import Contract
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.exceptions import Web3RPCError
 from web3.logs import DISCARD
 
-from contracts import TASK_REGISTRY, load_artifact
 from miner.datasets import (
     BUILTIN_DATASETS,
     Dataset,
@@ -67,7 +65,8 @@ from miner.model_spec import (
 )
 from miner.sml import MAX_SML_INPUT_DIM, SML_EXPANSION
 from miner.bonds import format_ether, is_bonded
-from miner.pole_module import attach_pole, error_code, error_message
+from miner.registry_client import RegistryTransactionError, registry_contract, send_registry_call
+from miner.pole_module import attach_pole, error_code
 from vm_hooks.params import MAX_TASK_TIME_LIMIT, REGISTRY_ADDRESS
 from vm_hooks.task import Task, TaskAnchor, TaskResult, TaskStatus
 
@@ -242,13 +241,6 @@ def prepare_task(
 # --------------------------------------------------------------------------------------
 # Posting
 # --------------------------------------------------------------------------------------
-
-
-def registry_contract(w3: Web3) -> Contract:
-    """The task registry at its genesis address, with its ABI."""
-    return w3.eth.contract(
-        address=to_checksum_address(REGISTRY_ADDRESS), abi=load_artifact(TASK_REGISTRY).abi
-    )
 
 
 def as_account(account: AccountLike) -> LocalAccount:
@@ -442,34 +434,12 @@ def _save_json(path: Path, obj: dict) -> None:
 
 
 def _transact(w3: Web3, sender: LocalAccount, call, *, value: int, timeout_s: float) -> dict:
-    """Sign and send a contract call from `sender`; the receipt of a successful transaction."""
+    """Post the task's escrow transaction; any refusal becomes a one-line DataNodeError."""
     try:
-        tx = call.build_transaction(
-            {
-                "from": sender.address,
-                "value": value,
-                "chainId": w3.eth.chain_id,
-                "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-            }
-        )
-        signed = sender.sign_transaction(tx)
-        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-    except ContractLogicError as error:
-        raise DataNodeError(f"the registry refuses the task: {error.message or error}") from None
-    except Web3RPCError as error:  # e.g. not enough ether for value and gas
-        raise DataNodeError(
-            f"the node refused the transaction from {sender.address}: {error_message(error)}"
-        ) from None
-    try:
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.25)
-    except TimeExhausted:
-        raise DataNodeError(
-            f"transaction {encode_hex(tx_hash)} not mined within {timeout_s:.0f} s (is the node "
-            "producing blocks? a non-dev node needs --mine-idle, or an open task must settle first)"
-        ) from None
-    if receipt["status"] != 1:
-        raise DataNodeError(f"transaction {encode_hex(tx_hash)} reverted")
-    return receipt
+        return send_registry_call(w3, sender, call, value=value, timeout_s=timeout_s,
+                                  what="the task")
+    except RegistryTransactionError as error:
+        raise DataNodeError(str(error)) from None
 
 
 # --------------------------------------------------------------------------------------

@@ -496,7 +496,7 @@ def _post(scene: _Scene) -> tuple[int, Any, dict]:
 
 def _watched(scene: _Scene) -> list[str]:
     """The addresses whose balances the demo shows: poster, registry, miners."""
-    from pole_chain.clients.data_node import registry_contract
+    from miner.registry_client import registry_contract
 
     registry = registry_contract(scene.w3)
     return [scene.poster.address, registry.address] + [a.address for a in scene.miner_accounts]

@@ -34,7 +34,10 @@ def rpc(node: NodeProcess, method: str, params: list[Any] | None = None) -> Any:
     return answer["result"]
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = WAIT, what: str = "condition") -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float = WAIT, what: str = "condition", *,
+    pause_s: float = 0.2,
+) -> T:
     """Re-check `predicate` until it returns something truthy; fail after `timeout` s."""
     deadline = time.monotonic() + timeout
     pause = threading.Event()
@@ -44,7 +47,7 @@ def wait_until(predicate: Callable[[], T], timeout: float = WAIT, what: str = "c
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout} s")
-        pause.wait(0.2)
+        pause.wait(pause_s)
 
 
 def head_number(node: NodeProcess) -> int:

@@ -13,7 +13,7 @@ from web3 import Web3
 from miner.datasets import load_builtin
 from miner.model_spec import model_spec_canonical_bytes, model_spec_from_json
 from miner.pole_module import attach_pole
-from pole_chain.clients.data_node import registry_contract
+from miner.registry_client import registry_contract
 from tests.dashboard.conftest import dashboard_url, fill_task_form
 from vm_hooks.genesis import dev_accounts
 

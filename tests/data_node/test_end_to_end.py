@@ -27,7 +27,8 @@ from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.sml import SML_EXPANSION, sml_for
 from miner.pole_module import pole_web3
-from pole_chain.clients.data_node import load_test_set, post_task, registry_contract, release
+from miner.registry_client import registry_contract
+from pole_chain.clients.data_node import load_test_set, post_task, release
 from pole_chain.demo.demo import REPO_ROOT, Children, held_out_source_rows, pole_command, start_node
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import MINER_BOND

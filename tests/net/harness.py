@@ -20,6 +20,7 @@ from eth_utils import keccak
 
 from pole_chain.chain.block_production import produce_dev_block
 from pole_chain.chain.opening import open_chain
+from pole_chain.devnet.probes import wait_until
 from pole_chain.net import ChainStatus, Network, NetworkConfig, Verdict
 
 T = TypeVar("T")
@@ -160,15 +161,7 @@ def eventually(predicate: Callable[[], T], timeout: float = WAIT) -> T:
     For conditions only observable by asking (who is connected): the wait between checks
     is an Event's bounded wait, never a fixed sleep the test depends on.
     """
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        pause.wait(0.02)
+    return wait_until(predicate, timeout, pause_s=0.02)
 
 
 def connected(a: Network, b: Network) -> bool:
