@@ -25,7 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mine": ("train the best task's model and seal PoLe blocks", "miner.mine_cli:configure_mine_command"),
     "task": ("post, release and inspect training tasks (data node)", "pole_chain.cli.task_cli:configure_task_command"),
     "model": ("fetch and check a task's winning model", "pole_chain.cli.task_cli:configure_model_command"),
-    "demo": ("run a node, a data node and three miners through one PoLe height", "pole_chain.demo.demo:configure_demo_command"),
+    "demo": ("run a 4-node devnet, a data node and three miners through one task", "pole_chain.demo.demo:configure_demo_command"),
     "accounts": ("list the dev accounts and their keys (funded at genesis)", "pole_chain.cli.main:configure_accounts_command"),
     "devnet": ("run N nodes (and M miners) as a local peer-to-peer network", "pole_chain.devnet.cluster:configure_devnet_command"),
 }

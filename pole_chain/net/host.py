@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 #: within a second of connecting instead of the library's 120 s default.
 MESH_DEGREE, MESH_LOW, MESH_HIGH = 6, 4, 12
 HEARTBEAT_SECONDS = 1
+#: How often a node checks that zeroconf still holds its mDNS service (see _keep_mdns_registered).
+MDNS_RECHECK_S = 2.0
 
 
 class PeerRefusedError(Exception):
@@ -246,6 +248,23 @@ class PoLeHost:
 
         peerDiscovery.register_peer_discovered_handler(discovered)
         nursery.start_soon(_unregister_on_exit, discovered)
+        nursery.start_soon(self._keep_mdns_registered)
+
+    async def _keep_mdns_registered(self) -> None:
+        """Register this node's mDNS service again whenever zeroconf does not hold it.
+
+        On a busy machine zeroconf's registration times out (EventLoopBlocked) and 0.8.1 only
+        logs that, so the node would never be found on the LAN; checking every few seconds
+        and registering again (on a worker thread: zeroconf's call blocks) repairs it.
+        """
+        mdns = self.host.mDNS
+        if mdns is None:
+            return
+        while True:
+            await trio.sleep(MDNS_RECHECK_S)
+            info = mdns.broadcaster.service_info
+            if info is not None and mdns.zeroconf.registry.async_get_info_name(info.name) is None:
+                await trio.to_thread.run_sync(mdns.broadcaster.register)
 
 
 def _disable_auto_connector(host: IHost) -> None:
