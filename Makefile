@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(PY) -m bench.throughput
 	$(PY) -m bench.sml_cost
 	$(PY) -m bench.verify_vs_train
+	$(PY) -m bench.verify_scale
+	$(PY) -m bench.training_overhead
+	$(PY) -m bench.ipfe
+	$(PY) -m bench.propagation
 
 clean:
 	rm -rf $(VENV) build *.egg-info
