@@ -3,11 +3,11 @@
 What the data node paid for is the integer model committed in the winning block. Delivery:
 
     1. the task is settled; its on-chain result names the winner, the model commitment and
-       the block; the block's parent hash is the SML's seed material
+       the block; the task's anchor block (docs/PROTOCOL.md, "Task anchor") seeds the SML
     2. fetch the model blob by its commitment and CHECK
-       keccak(blob || winner || parent_hash) == the on-chain commitment (refuse otherwise),
+       keccak(blob || winner || anchor_hash) == the on-chain commitment (refuse otherwise),
        and that its embedded architecture is the task's model spec
-    3. rebuild the winner's SML, sml_for(parent_hash, winner, d)
+    3. rebuild the winner's SML, sml_for(anchor_hash, winner, d)
     4. read the task's training set by its on-chain digest: its feature count, image shape and
        quantisation (miner/datasets.py) are the delivered module's input contract
     5. write a torch module that predicts on RAW features, as the data node's source held them
@@ -387,16 +387,16 @@ def fetch_model(
     attach_pole(w3)
     task, result = _settled_task(w3, task_id)
     block = w3.eth.get_block(result.block_number)
-    parent_hash = settled_anchor(w3, result).hash  # the task's anchor (docs/PROTOCOL.md)
+    anchor_hash = settled_anchor(w3, result).hash  # the task's anchor (docs/PROTOCOL.md)
     if bytes(block["mixHash"]) != result.model_commitment:
         raise ModelDeliveryError(
             f"block #{result.block_number} does not carry task {task_id}'s model commitment"
         )
-    blob, model = _committed_model(w3, task, result, parent_hash)
-    sml = sml_for(parent_hash, result.winner, model.spec.input_dim // SML_EXPANSION)
+    blob, model = _committed_model(w3, task, result, anchor_hash)
+    sml = sml_for(anchor_hash, result.winner, model.spec.input_dim // SML_EXPANSION)
     contract = InputContract.of_dataset(_training_set(w3, task))
     test_set, unchecked_reason = _released_test_set(
-        w3, task_id, parent_hash, result.release_digest_prefix
+        w3, task_id, anchor_hash, result.release_digest_prefix
     )
     if test_set is None and not allow_unchecked:
         raise ModelDeliveryError(
@@ -414,8 +414,8 @@ def fetch_model(
         "model_blob_digest": encode_hex(keccak(blob)),
         "block_number": result.block_number,
         "block_hash": encode_hex(bytes(block["hash"])),
-        "parent_hash": encode_hex(parent_hash),
-        "sml_seed": encode_hex(sml_seed(parent_hash, result.winner)),
+        "anchor_hash": encode_hex(anchor_hash),
+        "sml_seed": encode_hex(sml_seed(anchor_hash, result.winner)),
         "train_bps": result.train_bps,
         "test_bps": result.test_bps,
         "reward_wei": str(task.reward),
@@ -442,7 +442,7 @@ def _settled_task(w3: Web3, task_id: int) -> tuple[Task, TaskResult]:
 
 
 def _committed_model(
-    w3: Web3, task: Task, result: TaskResult, parent_hash: bytes
+    w3: Web3, task: Task, result: TaskResult, anchor_hash: bytes
 ) -> tuple[bytes, IntegerModel]:
     blob = w3.pole.get_model(result.model_commitment)
     if blob is None:
@@ -450,7 +450,7 @@ def _committed_model(
             f"the node has no model for commitment {encode_hex(result.model_commitment)}"
         )
     # The check that makes delivery trustless: these are the bytes the block committed to.
-    if commitment_for(blob, result.winner, parent_hash) != result.model_commitment:
+    if commitment_for(blob, result.winner, anchor_hash) != result.model_commitment:
         raise ModelDeliveryError(
             "the model blob the node served does not hash to the on-chain commitment: refused"
         )
@@ -495,15 +495,15 @@ def _check_test_accuracy(
 
 
 def _released_test_set(
-    w3: Web3, task_id: int, parent_hash: bytes, digest_prefix: bytes
+    w3: Web3, task_id: int, anchor_hash: bytes, digest_prefix: bytes
 ) -> tuple[Optional[Dataset], Optional[str]]:
     """(the test set the winning block was evaluated on, None) from the release for (task,
     parent) whose digest the block's seal (and the result) carries; or (None, why not)."""
     try:
-        raw = w3.pole.get_release(task_id, parent_hash)
+        raw = w3.pole.get_release(task_id, anchor_hash)
         if raw is None:
             return None, (
-                f"the node has no release for task {task_id} at parent {encode_hex(parent_hash)}"
+                f"the node has no release for task {task_id} at parent {encode_hex(anchor_hash)}"
             )
         release = Release.decode(raw)
         if release.digest[: len(digest_prefix)] != digest_prefix:
