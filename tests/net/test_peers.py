@@ -87,12 +87,3 @@ def test_static_peer_is_redialled_after_it_restarts(tmp_path):
     finally:
         a.stop()
         b.stop()
-
-
-def test_mdns_finds_a_peer_on_the_lan():
-    a, b = start_network(DictChain(), mdns=True), start_network(DictChain(), mdns=True)
-    try:
-        eventually(lambda: connected(a, b), timeout=30)
-    finally:
-        a.stop()
-        b.stop()
