@@ -18,15 +18,23 @@ from dataclasses import dataclass, field
 
 
 class Offence(enum.Enum):
-    """What a peer did wrong, and its weight in points."""
+    """What a peer did wrong, and its weight in points.
 
-    INVALID_GOSSIP = 25.0  # the node's sink rejected it: bad signature, invalid block
-    MALFORMED_GOSSIP = 50.0  # not even an envelope of the topic's kind and size
-    MALFORMED_REQUEST = 25.0  # a range or blob request that does not parse or is too big
-    WRONG_BLOB = 100.0  # bytes whose keccak is not the digest asked for
-    BAD_RESPONSE = 25.0  # a response that does not parse, or headers we did not ask for
-    WRONG_GENESIS = 100.0  # a peer of another chain
-    INVALID_CHAIN = 50.0  # sync: headers or blocks that do not parse, link or pass the checks
+    Each member's value is its name and its weight a separate field: offences of equal
+    weight would otherwise be aliases of one member, and the log would name the wrong one.
+    """
+
+    INVALID_GOSSIP = ("invalid_gossip", 25.0)  # the sink rejected it: bad signature, invalid block
+    MALFORMED_GOSSIP = ("malformed_gossip", 50.0)  # not an envelope of the topic's kind and size
+    MALFORMED_REQUEST = ("malformed_request", 25.0)  # a range or blob request too big or unparsed
+    WRONG_BLOB = ("wrong_blob", 100.0)  # bytes whose keccak is not the digest asked for
+    BAD_RESPONSE = ("bad_response", 25.0)  # a response that does not parse, or too many items
+    WRONG_GENESIS = ("wrong_genesis", 100.0)  # a peer of another chain
+    INVALID_CHAIN = ("invalid_chain", 50.0)  # sync: headers or blocks that fail to parse or check
+
+    @property
+    def points(self) -> float:
+        return self.value[1]
 
 
 DEFAULT_THRESHOLD = 100.0
@@ -58,7 +66,7 @@ class PeerScore:
         """Add the offence's points; True when the peer has now crossed the threshold."""
         now = self.clock()
         points = self._points.setdefault(peer_id, _Points(at=now))
-        points.value = self._decayed(points, now) + offence.value
+        points.value = self._decayed(points, now) + offence.points
         points.at = now
         if points.value >= self.threshold:
             self._banned_until[peer_id] = now + self.ban_seconds

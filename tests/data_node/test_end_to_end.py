@@ -29,6 +29,7 @@ from miner.sml import SML_EXPANSION, sml_for
 from miner.pole_module import pole_web3
 from miner.registry_client import registry_contract
 from pole_chain.clients.data_node import load_test_set, post_task, release
+from pole_chain.devnet.probes import wait_until
 from pole_chain.demo.demo import REPO_ROOT, Children, held_out_source_rows, pole_command, start_node
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import MINER_BOND
@@ -80,6 +81,12 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
         time_limit_s=120, solutions_wanted=2, seed=1, workdir=tmp_path / "data-node",
     )
     assert w3.eth.get_balance(registry.address) == len(MINERS) * MINER_BOND + REWARD
+    # The miners train meanwhile. The release waits for an idle block on the anchor, so the
+    # PoLe blocks must land on a descendant of it (how fast idle proof of work comes is luck).
+    best = w3.pole.best_task()
+    assert best is not None and best.task_id == task_id
+    wait_until(lambda: w3.eth.block_number > best.anchor.number, timeout=MINER_TIMEOUT_S,
+               what="an idle block on the anchor")
     outcome = release(w3, POSTER, task_id, tmp_path / "data-node", wait_for=2, timeout_s=60,
                       poll_s=0.2)
     assert len(outcome.admitted) == 2

@@ -80,7 +80,7 @@ def test_malformed_envelope_is_dropped_and_penalised(line):
     # Malformed weighs more than merely invalid (points decay, so compare, not equate).
     eventually(
         lambda: next(p for p in b.peers() if p.peer_id == a.peer_id).penalty
-        > Offence.INVALID_GOSSIP.value
+        > Offence.INVALID_GOSSIP.points
     )
     assert sink_b.payloads() == []  # the node never saw it
 

@@ -71,21 +71,24 @@ def test_a_peer_sending_junk_is_dropped_while_the_rest_keep_working(two_nodes):
 
 
 class LyingChain(QuietChain):
-    """Claims the most score on the real genesis, then serves headers that are not headers:
-    every node that meets it tries to sync from it."""
+    """Claims the most score on the real genesis, then serves well-framed RLP items that are
+    not headers (at most the count asked for, so the fault is the chain, not the framing):
+    every node that meets it tries to sync from it, from genesis or from a common ancestor."""
 
     def head(self) -> ChainStatus:
         return ChainStatus(self.genesis_hash(), b"\x03" * 32, 5, 10**30)
 
     def headers(self, start: int, count: int) -> list[bytes]:
-        return [b"\xc3junk" for _ in range(min(count, 6))]
+        return [rlp.encode([b"not", b"a header"]) for _ in range(min(count, 6))]
 
 
 def test_a_peer_serving_an_invalid_chain_in_sync_is_penalised_and_dropped(two_nodes):
-    """Sync reports a peer whose headers do not decode (50 points a round): after two rounds
-    it is banned and disconnected, and the node keeps following its honest peer."""
+    """Sync reports a peer whose headers do not decode (50 points a round, decaying): after two or three rounds
+    it is banned and disconnected, and the node keeps following its honest peer. The node
+    holds blocks before the liar dials, so sync first looks for a common ancestor."""
     miner, node = two_nodes
     genesis = bytes.fromhex(rpc(node, "admin_nodeInfo")["protocols"]["pole"]["genesis"][2:])
+    wait_until(lambda: converged([miner, node], at_least=1), what="blocks before the liar")
     liar = start_network(LyingChain(genesis))
     try:
         liar.add_peer(node.multiaddr)
@@ -97,6 +100,8 @@ def test_a_peer_serving_an_invalid_chain_in_sync_is_penalised_and_dropped(two_no
         mined = wait_until(lambda: receipt_block(node, tx_hash), what="tx mined and gossiped")
         wait_until(lambda: converged([miner, node], at_least=mined), what="agreement")
         assert liar.peer_id not in {p["id"] for p in rpc(node, "admin_peers")}  # banned: no redial
-        assert f"peer {liar.peer_id} served an invalid chain" in node.log_path.read_text()
+        log = node.log_path.read_text()
+        assert f"peer {liar.peer_id} served an invalid chain" in log
+        assert f"peer {liar.peer_id} banned after INVALID_CHAIN" in log
     finally:
         liar.stop()
