@@ -9,7 +9,9 @@ that is not a dev node has no `DevDataNode`: the page shows the equivalent `pole
 command instead, so the user signs with their own key on their own machine.
 
     parse_form(obj, workdir)  the form's JSON -> TaskForm (FormError: one line, nothing sent)
-    post(form)                post_task with a dev account; an auto-release thread if asked
+    post(form)                post_task with a dev account, IPFE-encrypted if asked; an
+                              auto-release thread if asked (an encrypted task needs it: its
+                              loop serves the miners' key requests)
     release(task_id)          release now to the announced solutions (the page's button)
     log                       what this data node did, newest last (the page's action log)
 
@@ -57,6 +59,7 @@ class TaskForm:
     solutions_wanted: int
     test_fraction: float
     auto_release: bool
+    encrypted: bool  # IPFE-encrypt the training features (docs/IPFE.md)
 
 
 def _field(obj: dict, name: str, label: str) -> Any:
@@ -80,6 +83,14 @@ def _integer(text: Any, label: str) -> int:
     if value != value.to_integral_value():
         raise FormError(f"{label} must be a whole number, got {text}")
     return int(value)
+
+
+def _boolean(obj: dict, name: str, label: str, default: bool) -> bool:
+    """A checkbox: JSON true or false only (bool("false") would be True)."""
+    value = obj.get(name, default)
+    if not isinstance(value, bool):
+        raise FormError(f"{label} must be true or false, got {repr(value)[:40]}")
+    return value
 
 
 def parse_form(obj: Any, workdir: Path) -> TaskForm:
@@ -109,6 +120,12 @@ def parse_form(obj: Any, workdir: Path) -> TaskForm:
     test_fraction = float(_decimal(obj.get("testFraction", "0.2"), "test fraction"))
     if not 0 < test_fraction < 1:
         raise FormError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    auto_release = _boolean(obj, "autoRelease", "automatic release", True)
+    encrypted = _boolean(obj, "encrypted", "encrypted", False)
+    if encrypted and not auto_release:
+        # the page's data node serves key requests only from the automatic release's loop
+        raise FormError("an encrypted task needs the automatic release: it serves the miners' "
+                        "key requests while it waits for their solutions")
     return TaskForm(
         account_index=index,
         dataset=_dataset(obj.get("dataset"), workdir),
@@ -119,7 +136,8 @@ def parse_form(obj: Any, workdir: Path) -> TaskForm:
         solutions_wanted=_integer(_field(obj, "solutions", "solutions to wait for"),
                                   "solutions to wait for"),
         test_fraction=test_fraction,
-        auto_release=bool(obj.get("autoRelease", True)),
+        auto_release=auto_release,
+        encrypted=encrypted,
     )
 
 
@@ -213,11 +231,13 @@ class DevDataNode:
                 reward_wei=form.reward_wei, min_train_bps=form.min_train_bps,
                 time_limit_s=form.time_limit_s, solutions_wanted=form.solutions_wanted,
                 test_fraction=form.test_fraction, workdir=self.workdir,
+                encrypt=form.encrypted,
             )
         except (DataNodeError, DatasetFormatError, ModelSpecError) as error:
             raise FormError(str(error)) from None
         self.say(
-            f"posted task {task_id} from {account.address}: {Path(form.dataset).name}, "
+            f"posted {'encrypted ' if form.encrypted else ''}task {task_id} from "
+            f"{account.address}: {Path(form.dataset).name}, "
             f"{Path(form.model).name}, reward {Decimal(form.reward_wei) / 10**18} ETH, "
             f"training accuracy {form.min_train_bps / 100:.2f} %, {form.time_limit_s} s, "
             f"waiting for {form.solutions_wanted} solution(s)"

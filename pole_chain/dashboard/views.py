@@ -8,7 +8,8 @@ second language. Every view is JSON-ready (ints that may pass 2^53 are strings).
 
     overview()          node status, chain id, head, the node's clock, peers, dev accounts
     blocks(count)       the latest canonical blocks: kind, miner, accuracies, score, txs
-    tasks()             every task with value, state, anchor, announcements and release
+    tasks()             every task with value, state, anchor, announcements and release,
+                        and whether its training set is encrypted (the blob miners fetch)
     miner(address)      one coinbase through each task: training, announced, released,
                         revealed, won or lost; bond, balance, rewards earned
 
@@ -27,6 +28,8 @@ from web3.exceptions import Web3RPCError
 from web3.types import RPCEndpoint
 
 from miner.bonds import bond_state, format_ether
+from miner.datasets import DatasetFormatError
+from miner.encrypted_tasks import EncryptedTrainingSet, decode_training_blob
 from miner.messages import MessageError, Release, SolutionAnnouncement
 from miner.pole_module import attach_pole, error_message
 from pole_chain.clients.data_node import node_time, settled_anchor, valid_announcements
@@ -58,6 +61,8 @@ class ChainViews:
         #: views of closed tasks (settled or expired do not change, unless a reorg changes
         #: the result: its block number is part of the key)
         self._closed: dict[tuple, dict[str, Any]] = {}
+        #: dataset digest -> encrypted or not (None: malformed); blobs are content-addressed
+        self._encrypted: dict[bytes, Optional[bool]] = {}
 
     @property
     def chain_id(self) -> int:
@@ -200,6 +205,7 @@ class ChainViews:
             "valueText": _ether_rate(task.reward, task.time_limit),
             "modelSpec": encode_hex(task.model_spec),
             "datasetDigest": encode_hex(task.dataset_digest),
+            "encrypted": self._is_encrypted(task.dataset_digest),
             "testSetCommitment": encode_hex(task.test_set_commitment),
             "minTrainBps": task.min_train_bps,
             "timeLimit": task.time_limit,
@@ -220,6 +226,23 @@ class ChainViews:
                 "blockNumber": result.block_number,
             },
         }
+
+    def _is_encrypted(self, digest: bytes) -> Optional[bool]:
+        """Whether the blob a task's dataset digest names decodes as an encrypted training
+        set, as a miner fetching it (pole_getBlob) sees it; None while this node does not
+        hold it, or if it is malformed. Fetched once per digest: its bytes cannot change."""
+        if digest in self._encrypted:
+            return self._encrypted[digest]
+        try:
+            blob = self.w3.pole.get_blob(digest)
+        except Web3RPCError:
+            return None  # not here (yet): asked again on the next view
+        try:
+            encrypted: Optional[bool] = isinstance(decode_training_blob(blob), EncryptedTrainingSet)
+        except DatasetFormatError:
+            encrypted = None
+        self._encrypted[digest] = encrypted
+        return encrypted
 
     def _announcements(self, task: Task, anchor_hash: bytes) -> list[dict[str, Any]]:
         try:

@@ -39,7 +39,8 @@ Penalise = Callable[[str, Offence], None]
 
 
 class Gossip:
-    """The four PoLe topics on one Pubsub: subscribe, validate through the sink, publish."""
+    """The PoLe topics (one per `Kind`) on one Pubsub: subscribe, validate through the
+    sink, publish."""
 
     def __init__(
         self,
@@ -59,6 +60,8 @@ class Gossip:
             Kind.BLOCK: sink.on_block,
             Kind.ANNOUNCEMENT: sink.on_announcement,
             Kind.RELEASE: sink.on_release,
+            Kind.KEY_REQUEST: sink.on_key_request,
+            Kind.KEY_BUNDLE: sink.on_key_bundle,
         }
 
     async def start(self, nursery: trio.Nursery) -> None:

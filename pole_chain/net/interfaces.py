@@ -114,6 +114,15 @@ class NodeSink(Protocol):
         """An encoded miner.messages.Release."""
         ...
 
+    def on_key_request(self, message: bytes) -> Verdict:
+        """An encoded miner.encrypted_tasks.KeyRequest."""
+        ...
+
+    def on_key_bundle(self, message: bytes) -> Verdict:
+        """A miner.encrypted_tasks.KeyBundle in its gossip form (rows left out; the node
+        derives them from the anchor and the miner)."""
+        ...
+
     def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
         """A peer's status after the handshake: the hook that starts a sync when it leads."""
         ...

@@ -158,6 +158,14 @@ class Network:
         """Gossip a verified Release."""
         self._call(self._host_publish, Kind.RELEASE, message)
 
+    def publish_key_request(self, message: bytes) -> None:
+        """Gossip a verified KeyRequest."""
+        self._call(self._host_publish, Kind.KEY_REQUEST, message)
+
+    def publish_key_bundle(self, gossip_form: bytes) -> None:
+        """Gossip a verified KeyBundle in its gossip form (its rows left out)."""
+        self._call(self._host_publish, Kind.KEY_BUNDLE, gossip_form)
+
     async def _host_publish(self, kind: Kind, payload: bytes) -> None:
         assert self._host.gossip is not None
         await self._host.gossip.publish(kind, payload)

@@ -1,15 +1,19 @@
 """Incoming gossip through the node's own admission paths, and the verdict for gossipsub.
 
 Every message is taken in by the same service an RPC call would use (TransactionAdmission,
-BlockImporter via BlockIntake, the SolutionBook for announcements and releases), so a peer
-can do nothing a local client could not. The verdict decides relaying and blame:
+BlockImporter via BlockIntake, the SolutionBook for announcements and releases, the KeyBook
+for key requests and bundles), so a peer can do nothing a local client could not. The
+verdict decides relaying and blame:
 - ACCEPT: taken in; gossipsub relays it;
 - IGNORE: not relayed, nobody blamed: a duplicate, a block whose parent is missing (sync
   starts), a PoLe block whose data is not here yet (held pending, fetched, imported and
   published by this node once complete), a transaction the pool refuses by its own policy
-  (nonce, price, pool full: views differ between nodes), a bug in this node (logged);
-- REJECT: malformed or invalid by the rules (bad encoding, bad signature, invalid block):
-  not relayed, and the sender is penalised.
+  (nonce, price, pool full: views differ between nodes), a key request or bundle whose
+  anchor block is not here yet, a full key book, a bug in this node (logged);
+- REJECT: malformed or invalid by the rules (bad encoding, bad signature, invalid block, a
+  key request or bundle naming a block that does not anchor its task, a bundle not signed
+  by the task's poster): not relayed, and the sender is penalised. Which task a block
+  anchors is fixed by the block itself, so that check gives the same answer on every branch.
 """
 from __future__ import annotations
 
@@ -19,12 +23,19 @@ from typing import Any
 
 from eth.exceptions import HeaderNotFound
 
+from miner.encrypted_tasks import KeyBundle, KeyRequest
 from miner.messages import MessageError, Release, SolutionAnnouncement
 from pole_chain.net import ChainStatus, Network, NetworkError, Verdict
 from pole_chain.node.admission import TransactionAdmission
 from pole_chain.node.blob_store import BlobLimitExceeded, BlobStore
 from pole_chain.node.block_data import PendingBlocks
 from pole_chain.node.block_intake import BlockIntake, Outcome
+from pole_chain.node.key_book import (
+    KeyBook,
+    KeyBookFull,
+    KeyRequestRejected,
+    bundle_from_gossip_form,
+)
 from pole_chain.node.locking import NodeClosed, NodeLock
 from pole_chain.node.mempool import TransactionRejected
 from pole_chain.node.solution_book import SolutionBook, SolutionRejected
@@ -53,13 +64,17 @@ class GossipSink:
         intake: BlockIntake,
         transactions: TransactionAdmission,
         solutions: SolutionBook,
+        key_book: KeyBook,
         tasks: TaskViews,
         blobs: BlobStore,
         lock: NodeLock,
+        chain_id: int,
     ) -> None:
         self._intake = intake
         self._transactions = transactions
         self._solutions = solutions
+        self._key_book = key_book
+        self._chain_id = chain_id
         self._tasks = tasks
         self._blobs = blobs
         self._lock = lock
@@ -111,8 +126,54 @@ class GossipSink:
             self._fetch_blob(release.test_set_digest)  # public once released; before the lock
         return self._store(self._solutions.add_release, release)
 
+    def on_key_request(self, message: bytes) -> Verdict:
+        try:  # the signature first: a forgery is rejected whatever block it names
+            request = KeyRequest.decode(message).verify(self._chain_id)
+        except MessageError:
+            return Verdict.REJECT
+        task = self._keyed_task(request)
+        if isinstance(task, Verdict):
+            return task
+        return self._store_keys(self._key_book.add_request, request, task)
+
+    def on_key_bundle(self, message: bytes) -> Verdict:
+        try:
+            carrier = KeyBundle.decode(message)
+        except MessageError:
+            return Verdict.REJECT
+        task = self._keyed_task(carrier)  # before deriving the rows, which costs seconds
+        if isinstance(task, Verdict):
+            return task
+        if not self._tasks.bonded_at(carrier.anchor_hash, carrier.miner):
+            return Verdict.IGNORE  # nobody admits an unbonded miner: not worth the rows
+        try:
+            bundle = bundle_from_gossip_form(carrier).verify(self._chain_id)
+        except MessageError:
+            return Verdict.REJECT
+        return self._store_keys(self._key_book.add_bundle, bundle, task)
+
     def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
         self.status_listener(peer_id, status)
+
+    def _keyed_task(self, message: KeyRequest | KeyBundle) -> Task | Verdict:
+        """The task a key message's anchor anchors, or the verdict when there is none."""
+        try:
+            with self._lock:
+                task = self._tasks.anchored_at(message.anchor_hash)
+        except HeaderNotFound:
+            return Verdict.IGNORE  # its anchor block is not here yet
+        if task is None or task.task_id != message.task_id:
+            return Verdict.REJECT  # a block this node holds, anchoring no such task
+        return task
+
+    def _store_keys(self, store: Callable[..., bool], message: Any, task: Task) -> Verdict:
+        try:
+            stored = store(message, task, self._chain_id, from_peer=True)
+        except KeyBookFull:
+            return Verdict.IGNORE
+        except (KeyRequestRejected, MessageError):  # not the poster's, malformed keys
+            return Verdict.REJECT
+        return Verdict.ACCEPT if stored else Verdict.IGNORE
 
     def _store(self, store: Callable[[Any, Task], bool], message: Any) -> Verdict:
         """Check a message against the task its anchor names and store it, as the RPC does."""

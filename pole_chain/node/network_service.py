@@ -6,7 +6,8 @@ Composition (docs/NETWORK.md, "The node on the network"):
 - `PendingBlocks` holds gossiped PoLe blocks until their data is fetched, then imports them;
 - `Synchronizer` catches up with leading peers and follows reorgs;
 - the outbox publishes, off the caller's thread, what this node admitted on its own:
-  transactions (RPC), blocks it sealed or mined, announcements and releases (RPC), and
+  transactions (RPC), blocks it sealed or mined, announcements and releases (RPC), key
+  requests and bundles its KeyBook stored from RPC (a bundle in its gossip form), and
   pending blocks once imported. Gossip the node accepted is relayed by gossipsub itself.
 - open tasks' datasets and model specs are fetched when a head names ones not held here,
   so a miner whose node is not the data node's finds them on its own node.
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import rlp
 from eth.abc import BlockAPI, SignedTransactionAPI
 
+from miner.encrypted_tasks import KeyBundle, KeyRequest
 from pole_chain.net import Network, NetworkConfig, NetworkError
 from pole_chain.node.admission import TransactionAdmission
 from pole_chain.node.blob_store import BlobLimitExceeded, BlobStore
@@ -33,6 +35,7 @@ from pole_chain.node.block_intake import BlockIntake, Outcome
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.events import NodeEvents
 from pole_chain.node.gossip_sink import GossipSink
+from pole_chain.node.key_book import KeyBook, KeyRequestRejected, bundle_gossip_form
 from pole_chain.node.locking import NodeLock
 from pole_chain.node.peer_view import NodeChainView
 from pole_chain.node.solution_book import SolutionBook
@@ -63,6 +66,7 @@ class NodeParts:
     tasks: TaskViews
     withholding: BlobWithholding
     blobs: BlobStore
+    key_book: KeyBook
 
 
 class NetworkService:
@@ -74,7 +78,8 @@ class NetworkService:
         self.intake = BlockIntake(parts.importer, parts.reader, parts.lock)
         self.sink = GossipSink(
             intake=self.intake, transactions=parts.transactions, solutions=parts.solutions,
-            tasks=parts.tasks, blobs=parts.blobs, lock=parts.lock,
+            key_book=parts.key_book, tasks=parts.tasks, blobs=parts.blobs, lock=parts.lock,
+            chain_id=parts.chain.chain_id,
         )
         self.network = Network(config, self.view, self.sink)
         fetcher = BlockDataFetcher(
@@ -100,6 +105,7 @@ class NetworkService:
         self.network.start()
         self._parts.events.subscribe_heads(self._on_new_heads)
         self._parts.events.subscribe_pending(self._on_pending_transaction)
+        self._parts.key_book.subscribe(self._on_key_request, self._on_key_bundle)
         self.pending.start()
         self.sync.start()
         for name, target in (("pole-outbox", self._run_outbox), ("pole-prefetch", self._run_prefetch)):
@@ -131,6 +137,24 @@ class NetworkService:
     def publish_release(self, encoded: bytes) -> None:
         """Gossip a release this node stored from its RPC."""
         self._send(lambda: self.network.publish_release(encoded))
+
+    def _on_key_request(self, request: KeyRequest) -> None:
+        """Gossip a key request the key book stored from this node's RPC."""
+        encoded = request.encode()
+        self._send(lambda: self.network.publish_key_request(encoded))
+
+    def _on_key_bundle(self, bundle: KeyBundle) -> None:
+        """Gossip a key bundle the key book stored from this node's RPC, in its gossip form
+        (made on the outbox thread: deriving the rows to compare takes seconds for wide tasks)."""
+        self._send(lambda: self._publish_key_bundle(bundle))
+
+    def _publish_key_bundle(self, bundle: KeyBundle) -> None:
+        try:
+            gossip_form = bundle_gossip_form(bundle)
+        except KeyRequestRejected as exc:
+            log.info("key bundle for %s not gossiped: %s", bundle.miner.hex(), exc)
+            return
+        self.network.publish_key_bundle(gossip_form)
 
     def _on_new_heads(self, blocks: Sequence[BlockAPI]) -> None:
         self._prefetch_wanted.set()

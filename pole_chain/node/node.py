@@ -108,7 +108,7 @@ class Node:
                 chain=self.chain, reader=self.reader, lock=self.lock, events=self.events,
                 importer=self.importer, transactions=self.transactions,
                 solutions=self.solutions, tasks=self.tasks, withholding=self.withholding,
-                blobs=self.blobs,
+                blobs=self.blobs, key_book=self.key_book,
             ),
             config,
         )

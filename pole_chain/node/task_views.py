@@ -81,6 +81,15 @@ class TaskViews:
                 return None
             return replace(task, anchor=TaskAnchor(anchor.block_number, anchor.hash))
 
+    def bonded_at(self, anchor_hash: Hash32, miner: bytes) -> bool:
+        """Whether `miner` holds a bond in the state of block `anchor_hash` (HeaderNotFound
+        for an unknown block). Only bonded miners are admitted, so work done for anyone else
+        (deriving a key bundle's rows costs seconds) can be refused first."""
+        with self._lock:
+            state = self._reader.state_at(self._reader.header(anchor_hash))
+            (bonded,) = registry_view(state, "is_bonded", (miner,))
+            return bool(bonded)
+
     def open_digests(self) -> OpenTaskDigests:
         """Test sets and blobs the open tasks at the head name (cached per head)."""
         with self._lock:

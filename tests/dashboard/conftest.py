@@ -129,7 +129,7 @@ def start_miners(children: Children, url: str, accounts, w3, timeout_s: float = 
 
 def fill_task_form(page, *, account: int = 0, model: str = "mlp", dataset: str = "digits",
                    reward: str = "1", accuracy: str = "0.9", time_limit: str = "120",
-                   solutions: str = "1", auto_release: bool = True) -> None:
+                   solutions: str = "1", auto_release: bool = True, encrypted: bool = False) -> None:
     page.select_option("#account", str(account))
     page.select_option("#model", model)
     page.select_option("#dataset", dataset)
@@ -138,3 +138,4 @@ def fill_task_form(page, *, account: int = 0, model: str = "mlp", dataset: str =
     page.fill("#time-limit", time_limit)
     page.fill("#solutions", solutions)
     page.set_checked("#auto-release", auto_release)
+    page.set_checked("#encrypted", encrypted)

@@ -124,6 +124,12 @@ class RecordingSink:
     def on_release(self, message: bytes) -> Verdict:
         return self._take("release", message)
 
+    def on_key_request(self, message: bytes) -> Verdict:
+        return self._take("key-request", message)
+
+    def on_key_bundle(self, message: bytes) -> Verdict:
+        return self._take("key-bundle", message)
+
     def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
         with self._changed:
             self.statuses[peer_id] = status

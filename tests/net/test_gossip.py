@@ -14,12 +14,16 @@ PUBLISH = {
     Kind.BLOCK: "publish_block",
     Kind.ANNOUNCEMENT: "publish_announcement",
     Kind.RELEASE: "publish_release",
+    Kind.KEY_REQUEST: "publish_key_request",
+    Kind.KEY_BUNDLE: "publish_key_bundle",
 }
 SINK_KIND = {
     Kind.TRANSACTION: "tx",
     Kind.BLOCK: "block",
     Kind.ANNOUNCEMENT: "announcement",
     Kind.RELEASE: "release",
+    Kind.KEY_REQUEST: "key-request",
+    Kind.KEY_BUNDLE: "key-bundle",
 }
 
 

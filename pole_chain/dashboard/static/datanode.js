@@ -93,6 +93,7 @@ export class DataNodeView {
       solutions: byId("solutions").value,
       testFraction: byId("test-fraction").value,
       autoRelease: byId("auto-release").checked,
+      encrypted: byId("encrypted").checked,
       model: model === "custom" ? { json: byId("model-json").value } : model,
       dataset,
     };
@@ -136,6 +137,7 @@ export class DataNodeView {
       `--time-limit ${byId("time-limit").value}`, `--solutions ${byId("solutions").value}`,
       `--test-fraction ${byId("test-fraction").value}`,
     ];
+    if (byId("encrypted").checked) parts.push("--encrypt");
     let text = parts.join(" \\\n    ");
     if (model === "custom") text = "# save the architecture as spec.json first\n" + text;
     if (byId("auto-release").checked) {
@@ -187,12 +189,13 @@ export class DataNodeView {
       return `<tr data-task="${t.id}" class="${this.mine(t) ? "mine" : ""}">
         <td>${t.id}</td><td class="state"><span class="pill ${esc(t.status)}">${esc(t.status)}</span></td>
         <td class="mono">${esc(short(t.poster))}</td><td>${esc(t.rewardText)}</td><td>${esc(t.valueText)}</td>
-        <td>${pct(t.minTrainBps)}</td><td>${t.status === "open" ? seconds(t.secondsLeft) : "—"}</td>
+        <td>${pct(t.minTrainBps)}</td><td class="data">${dataKind(t.encrypted)}</td>
+        <td>${t.status === "open" ? seconds(t.secondsLeft) : "—"}</td>
         <td>${t.announcements.length} of ${t.solutionsWanted}</td><td class="release-state">${release}</td>
         <td class="result">${result}</td><td>${button}</td></tr>`;
     });
     document.querySelector("#task-table tbody").innerHTML = rows.join("") ||
-      `<tr><td colspan="11" class="muted">no tasks yet</td></tr>`;
+      `<tr><td colspan="12" class="muted">no tasks yet</td></tr>`;
     const held = tasks.filter((t) => t.status === "open" && !this.dev && this.mine(t));
     const note = byId("release-command");
     note.classList.toggle("hidden", !held.length);
@@ -263,6 +266,12 @@ export class DataNodeView {
       <div class="muted small">model.safetensors / model.pt: the torch state dict of a module that predicts on raw
         features (load it with pole_chain.clients.model_delivery.load_delivered_model); model.plmd: the committed blob.</div>`;
   }
+}
+
+// What the task's training blob is, as a miner fetching it sees it (views.py decodes it).
+function dataKind(encrypted) {
+  if (encrypted === null || encrypted === undefined) return `<span class="muted">not here yet</span>`;
+  return encrypted ? `<span class="pill encrypted">encrypted</span>` : "clear";
 }
 
 function byId(id) {
