@@ -21,6 +21,14 @@ Local layout (one directory per task; `workdir` defaults to $POLE_HOME/data-node
     workdir/tasks/<id>/test_set.plds  the canonical (salted) encoding of the test set
     workdir/tasks/<id>/spec.json      the canonical model spec JSON
     workdir/tasks/<id>/release.json   written by release(): anchor, digest, admitted
+
+and for a task posted encrypted (`encrypt=True`, docs/IPFE.md), the data node's secrets:
+
+    workdir/tasks/<id>/ipfe_master_key.bin  the IPFE master secret key (derives every key)
+    workdir/tasks/<id>/train_clear.bin      the clear training set, uploaded with the release
+
+An encrypted task's miners train only after the data node has served their functional keys
+at the task's anchor: `release` in auto mode does so while it waits (key_service.py).
 """
 from __future__ import annotations
 
@@ -49,6 +57,8 @@ from miner.datasets import (
     load_user_dataset,
     split_dataset,
 )
+from miner.encrypted_tasks import EncryptedTaskError, encrypt_training_set
+from miner.ipfe import IPFEError
 from miner.messages import (
     MAX_ADMITTED,
     MessageError,
@@ -67,6 +77,12 @@ from miner.sml import MAX_SML_INPUT_DIM, SML_EXPANSION
 from miner.bonds import format_ether, is_bonded
 from miner.registry_client import RegistryTransactionError, registry_contract, send_registry_call
 from miner.pole_module import attach_pole, error_code
+from pole_chain.clients.key_service import (
+    CLEAR_TRAIN_FILE,
+    KeyService,
+    load_master_key,
+    master_key_path,
+)
 from vm_hooks.params import MAX_TASK_TIME_LIMIT, REGISTRY_ADDRESS
 from vm_hooks.task import Task, TaskAnchor, TaskResult, TaskStatus
 
@@ -96,15 +112,6 @@ TASK_FILE = "task.json"
 TEST_SET_FILE = "test_set.plds"
 SPEC_FILE = "spec.json"
 RELEASE_FILE = "release.json"
-
-from miner.encrypted_tasks import EncryptedTaskError, encrypt_training_set  # noqa: E402
-from miner.ipfe import IPFEError  # noqa: E402
-from pole_chain.clients.key_service import (  # noqa: E402
-    CLEAR_TRAIN_FILE,
-    KeyService,
-    load_master_key,
-    master_key_path,
-)
 
 AccountLike = Union[LocalAccount, str, bytes]
 Progress = Callable[[str], None]
@@ -613,11 +620,19 @@ def release(
         time.sleep(poll_s)
         task = _open_task(w3, task_id)
     if not admitted:
-        raise DataNodeError(
-            f"no solution announced yet for task {task_id} at its anchor; wait, or use auto mode"
-        )
+        raise DataNodeError(_nothing_announced(task_id, keys))
     outcome = _send_release(w3, poster, local, task, parent, admitted)
     return replace(outcome, unbonded=tuple(unbonded))
+
+
+def _nothing_announced(task_id: int, keys: Optional[KeyService]) -> str:
+    """Why a release has nothing to admit, and what to do about it."""
+    text = f"no solution announced yet for task {task_id} at its anchor"
+    if keys is None:
+        return text + "; wait, or use auto mode"
+    return (f"{text} ({len(keys.served)} miner(s) given keys so far): the miners of an encrypted "
+            "task train only once this data node has served their keys, so use auto mode, "
+            "which serves them while it waits")
 
 
 def current_anchor(w3: Web3, task_id: int) -> Optional[TaskAnchor]:

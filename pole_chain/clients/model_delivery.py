@@ -52,6 +52,7 @@ from miner.datasets import (
     FeatureQuantization,
     decode_dataset,
 )
+from miner.encrypted_tasks import TrainingSetUnavailable, resolve_training_set
 from miner.integer_eval import accuracy_bps, argmax_lowest, evaluate_integer_model, integer_forward
 from miner.integer_model import (
     IntegerConv2d,
@@ -463,21 +464,29 @@ def _committed_model(
 
 
 def _training_set(w3: Web3, task: Task) -> Dataset:
-    """The task's training set by its on-chain digest: where the input contract comes from."""
+    """The task's clear training set by its on-chain digest (for an encrypted task, the clear
+    set it commits to, public since the release): where the input contract comes from."""
     digest = encode_hex(task.dataset_digest)
     try:
-        blob = w3.pole.get_blob(task.dataset_digest)
-    except Web3RPCError as error:
+        return resolve_training_set(task.dataset_digest, lambda d: _checked_blob(w3, d))
+    except TrainingSetUnavailable as error:
         raise ModelDeliveryError(
-            f"the node does not serve the task's training set {digest} ({error_message(error)}): "
-            "without it the model's input contract (the data node's quantisation) is unknown"
+            f"the node does not serve the task's training set ({error}): without it the "
+            "model's input contract (the data node's quantisation) is unknown"
         ) from None
-    if keccak(blob) != task.dataset_digest:
-        raise ModelDeliveryError(f"the node served a training set that does not hash to {digest}")
-    try:
-        return decode_dataset(blob)
     except DatasetFormatError as error:
         raise ModelDeliveryError(f"the task's training set {digest} is malformed: {error}") from None
+
+
+def _checked_blob(w3: Web3, digest: bytes) -> Optional[bytes]:
+    """The node's blob for `digest` (None when it has none), refused unless it hashes to it."""
+    try:
+        blob = w3.pole.get_blob(digest)
+    except Web3RPCError:
+        return None
+    if keccak(blob) != digest:
+        raise ModelDeliveryError(f"the node served a blob that does not hash to {encode_hex(digest)}")
+    return blob
 
 
 def _check_test_accuracy(

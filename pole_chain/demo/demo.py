@@ -8,7 +8,9 @@
     3. three miner processes (different seeds and learning rates) bond 1 ETH each in the
        registry (data nodes admit bonded miners only) and wait for work
     4. a data node posts a digits task with 1 ETH in escrow (data_node.post_task, what
-       examples/post_task.py does)
+       examples/post_task.py does); with `--encrypted` its training features are published
+       IPFE-encrypted (docs/IPFE.md) and each miner first gets the keys of its own SML rows
+       from the data node's release loop
     5. the miners train behind their own SML and announce; the data node releases its
        test set to the announced solutions (auto mode); the miners reveal and seal
        sibling blocks; fork choice keeps the best test accuracy, which is paid the escrow
@@ -310,6 +312,7 @@ class DemoConfig:
     time_limit_s: int = 240
     reward_wei: int = ETHER
     workdir: Optional[Path] = None  # default: a temporary directory, removed afterwards
+    encrypted: bool = False  # publish the training features IPFE-encrypted (docs/IPFE.md)
 
 
 def run_demo(config: DemoConfig, say: Callable[[str], None] = print) -> dict:
@@ -400,6 +403,7 @@ def _run(config: DemoConfig, root: Path, children: Children, say, started: float
         "delivered_bps": delivered_bps,
         "solutions": [(a.miner, a.train_bps, t) for a, t in rows],
         "checked_test_bps": delivery.meta["checked_test_bps"],
+        "encrypted": config.encrypted,
         "seconds": time.monotonic() - started,
     }
 
@@ -470,25 +474,37 @@ def _start_miners(scene: _Scene) -> list[Child]:
     return miners
 
 
+def task_parameters(config: DemoConfig, workdir: Path) -> dict[str, Any]:
+    """The demo task's post_task arguments (after the Web3 and the poster)."""
+    return dict(
+        dataset="digits", model="mlp", reward_wei=config.reward_wei,
+        min_train_bps=config.accuracy_bps, time_limit_s=config.time_limit_s,
+        solutions_wanted=config.miners, seed=0, workdir=workdir,
+        encrypt=config.encrypted, progress=config.encrypted,  # bars: encryption (stderr)
+    )
+
+
 def _post(scene: _Scene) -> tuple[int, Any, dict]:
     """4. The data node posts the task; returns (task id, secret test set, balances before)."""
     from pole_chain.clients.data_node import format_bps, format_ether, load_test_set, post_task
 
     config = scene.config
-    scene.phase("4. The data node posts a task (digits, mlp) from a web3 script")
+    how = ", training features IPFE-encrypted" if config.encrypted else ""
+    scene.phase(f"4. The data node posts a task (digits, mlp{how}) from a web3 script")
     balances_before = {address: scene.w3.eth.get_balance(address) for address in _watched(scene)}
-    task_id = post_task(
-        scene.w3, scene.poster,
-        dataset="digits", model="mlp", reward_wei=config.reward_wei,
-        min_train_bps=config.accuracy_bps, time_limit_s=config.time_limit_s,
-        solutions_wanted=config.miners, seed=0, workdir=scene.workdir,
-    )
+    task_id = post_task(scene.w3, scene.poster, **task_parameters(config, scene.workdir))
     test_set = load_test_set(scene.workdir, task_id)
     scene.say(
         f"  task {task_id} posted by {short_address(scene.poster.address)}: reward "
         f"{format_ether(config.reward_wei)} in escrow, min train {format_bps(config.accuracy_bps)}, "
         f"{config.miners} solutions wanted; {test_set.n} test samples kept secret"
     )
+    if config.encrypted:
+        scene.say(
+            "  encrypted: the node holds ciphertexts of the training features (labels in clear); "
+            "each miner gets the keys of its own SML rows once the anchor exists, and the clear "
+            "set is revealed with the release"
+        )
     scene.watcher.show_new()
     scene.watcher.flush()
     return task_id, test_set, balances_before
@@ -507,7 +523,11 @@ def _release_and_settle(scene: _Scene, task_id: int, miners: list[Child]):
     from pole_chain.clients.data_node import release
 
     config = scene.config
-    scene.phase("5. Miners train and announce; the data node releases (auto mode)")
+    if config.encrypted:
+        scene.phase("5. Miners ask for keys, decrypt, train and announce; the data node serves "
+                    "the keys and releases (auto mode)")
+    else:
+        scene.phase("5. Miners train and announce; the data node releases (auto mode)")
     outcome = release(
         scene.w3, scene.poster, task_id, scene.workdir, wait_for=config.miners,
         timeout_s=config.time_limit_s / 2, progress=lambda line: scene.say("  " + line),
@@ -659,8 +679,9 @@ def configure_demo_command(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Starts a 4-node devnet (node 0 seals proof-of-work idle blocks), miners on nodes 0-2 and "
         "a data node on node 3 as local processes, "
-        "posts a digits task, lets the miners compete, releases, settles, and delivers the "
-        "winning model. Everything is stopped at the end or on Ctrl-C."
+        "posts a digits task (IPFE-encrypted with --encrypted), lets the miners compete, "
+        "releases, settles, and delivers the winning model. Everything is stopped at the end or "
+        "on Ctrl-C."
     )
     parser.add_argument("--miners", type=_positive_int, default=3,
                         help="number of competing miner processes (default: 3)")
@@ -671,19 +692,29 @@ def configure_demo_command(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
                         help="keep the chain, logs, test set and model here (default: a "
                         "temporary directory, removed at the end)")
+    parser.add_argument("--encrypted", action="store_true",
+                        help="post the task with its training features IPFE-encrypted: miners "
+                        "get the keys of their own SML rows from the data node once the anchor "
+                        "exists (docs/IPFE.md)")
     parser.set_defaults(run=run_demo_command)
+
+
+def demo_config(args: argparse.Namespace) -> DemoConfig:
+    """The demo's configuration from `pole demo`'s arguments (the accuracy checked before)."""
+    return DemoConfig(
+        miners=args.miners,
+        accuracy_bps=round(args.accuracy * 10000),
+        time_limit_s=args.time_limit,
+        workdir=args.workdir,
+        encrypted=args.encrypted,
+    )
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     if not 0 <= args.accuracy <= 1:
         print("pole demo: --accuracy is a fraction between 0 and 1", file=sys.stderr)
         return 2
-    config = DemoConfig(
-        miners=args.miners,
-        accuracy_bps=round(args.accuracy * 10000),
-        time_limit_s=args.time_limit,
-        workdir=args.workdir,
-    )
+    config = demo_config(args)
 
     def terminate(signum, frame) -> None:
         raise KeyboardInterrupt
@@ -702,5 +733,13 @@ def run_demo_command(args: argparse.Namespace) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"\nDemo finished in {summary['seconds']:.0f} s.")
+    print(f"\n{demo_summary_line(summary)}")
     return 0
+
+
+def demo_summary_line(summary: dict) -> str:
+    """The demo's last line: how long it took, and whether the task was encrypted."""
+    if summary["encrypted"]:
+        return (f"Demo finished in {summary['seconds']:.0f} s; the task's training data was "
+                "encrypted (IPFE): each miner decrypted its own SML projections once the anchor existed.")
+    return f"Demo finished in {summary['seconds']:.0f} s."

@@ -29,6 +29,7 @@ from pole_chain.node.locking import NodeLock
 from pole_chain.node.solution_book import SolutionBook, SolutionRejected
 from pole_chain.node.task_views import TaskViews
 from vm_hooks.seal import BlockKind, SealError, read_seal
+from vm_hooks.task import Task
 
 log = logging.getLogger("pole.net")
 
@@ -89,18 +90,8 @@ class BlockDataFetcher:
             return False
         if task is None:
             return False
-        for digest in (release.test_set_digest, task.dataset_digest, task.model_spec):
-            if not self._blobs.has(digest):
-                data = self._network.fetch_blob(digest)
-                if data is None:
-                    return False
-                self._blobs.put(data)
-        clear = clear_digest_of(self._blobs.get(task.dataset_digest))  # an encrypted task's
-        if clear is not None and not self._blobs.has(clear):
-            data = self._network.fetch_blob(clear)
-            if data is None:
-                return False
-            self._blobs.put(data)
+        if not fetch_release_blobs(self._network, self._blobs, release, task):
+            return False
         with self._lock:
             self._solutions.add_release(release, task)
             self._solutions.reveal_model(model, miner, release.anchor_hash)
@@ -189,3 +180,25 @@ class PendingBlocks:
         elif time.monotonic() > deadline:
             log.warning("dropped block #%d: its data did not arrive in %.0f s",
                         block.number, self._timeout)
+
+
+def fetch_release_blobs(network: Network, blobs: BlobStore, release: Release, task: Task) -> bool:
+    """Make local every blob the seal verifier needs once `release` of `task` is out: the test
+    set it makes public, the task's training set and model spec, and an encrypted task's clear
+    training set (named inside the encrypted one, so fetched after it). True when all are
+    here; NetworkError or BlobLimitExceeded pass through."""
+    for digest in (release.test_set_digest, task.dataset_digest, task.model_spec):
+        if not _fetched(network, blobs, digest):
+            return False
+    clear = clear_digest_of(blobs.get(task.dataset_digest))
+    return clear is None or _fetched(network, blobs, clear)
+
+
+def _fetched(network: Network, blobs: BlobStore, digest: bytes) -> bool:
+    if blobs.has(digest):
+        return True
+    data = network.fetch_blob(digest)
+    if data is None:
+        return False
+    blobs.put(data)
+    return True

@@ -25,10 +25,11 @@ from eth.exceptions import HeaderNotFound
 
 from miner.encrypted_tasks import KeyBundle, KeyRequest
 from miner.messages import MessageError, Release, SolutionAnnouncement
+from miner.release_rules import ReleaseRefused, check_release
 from pole_chain.net import ChainStatus, Network, NetworkError, Verdict
 from pole_chain.node.admission import TransactionAdmission
 from pole_chain.node.blob_store import BlobLimitExceeded, BlobStore
-from pole_chain.node.block_data import PendingBlocks
+from pole_chain.node.block_data import PendingBlocks, fetch_release_blobs
 from pole_chain.node.block_intake import BlockIntake, Outcome
 from pole_chain.node.key_book import (
     KeyBook,
@@ -122,8 +123,7 @@ class GossipSink:
             release = Release.decode(message)
         except MessageError:
             return Verdict.REJECT
-        if not self._blobs.has(release.test_set_digest):
-            self._fetch_blob(release.test_set_digest)  # public once released; before the lock
+        self._fetch_release_blobs(release)  # before the store takes the lock
         return self._store(self._solutions.add_release, release)
 
     def on_key_request(self, message: bytes) -> Verdict:
@@ -188,12 +188,18 @@ class GossipSink:
         except (HeaderNotFound, SolutionRejected, BlobLimitExceeded):
             return Verdict.IGNORE  # an anchor not here yet, a closed height, a full store
 
-    def _fetch_blob(self, digest: bytes) -> None:
+    def _fetch_release_blobs(self, release: Release) -> None:
+        """What a release makes public (its test set; an encrypted task's clear training set)
+        is needed to check the PoLe blocks that follow: fetched as soon as the release is."""
         if self.network is None:
             return
         try:
-            data = self.network.fetch_blob(digest)
-            if data is not None:
-                self._blobs.put(data)
+            task = self._tasks.anchored_at(release.anchor_hash)
+            if task is None or task.anchor is None:
+                return
+            check_release(release, task, task.anchor.hash, self._chain_id)  # the poster's own
+            fetch_release_blobs(self.network, self._blobs, release, task)
+        except (HeaderNotFound, ReleaseRefused):
+            return  # the store below ignores or rejects it
         except (NetworkError, BlobLimitExceeded) as exc:
-            log.info("blob %s not fetched: %s", digest.hex(), exc)
+            log.info("blobs of a release not fetched yet: %s", exc)

@@ -13,7 +13,7 @@ from eth_utils import to_checksum_address
 from miner.messages import MessageError, Release, SolutionAnnouncement
 from miner.encrypted_tasks import KeyBundle, KeyRequest
 from pole_chain.node.blob_store import BlobLimitExceeded
-from pole_chain.node.key_book import KeyRequestRejected
+from pole_chain.node.key_book import KeyBookFull, KeyRequestRejected
 from pole_chain.node.block_import import BlockRejected
 from pole_chain.node.sealing import BuiltBlock, SealRequest
 from pole_chain.rpc import formatting as fmt
@@ -139,10 +139,15 @@ def pole_get_blob(ctx: RpcContext, digest: bytes) -> str:
 
 
 def _decoded(message_class: type, encoded: bytes) -> Any:
+    """A signed message of `message_class` from its bytes; -32602 naming the class otherwise
+    (the decoder's own text names it already when it says "malformed KeyRequest: ...")."""
     try:
         return message_class.decode(encoded)
     except MessageError as exc:
-        raise RpcError(INVALID_PARAMS, f"malformed {message_class.__name__}: {exc}") from exc
+        text = str(exc)
+        if message_class.NAME not in text:
+            text = f"malformed {message_class.NAME}: {text}"
+        raise RpcError(INVALID_PARAMS, text) from exc
 
 
 def _task_at(ctx: RpcContext, task_id: int, anchor_hash: bytes) -> Task:
@@ -160,10 +165,14 @@ def _task_at(ctx: RpcContext, task_id: int, anchor_hash: bytes) -> Task:
     return task
 
 
-def _stored(store: Any, message: Any, task: Task) -> bool:
+def _stored(store: Any, *args: Any) -> bool:
+    """`store(*args)` (a message and what it is checked against); its refusal as -32000, a
+    full key book (this node's limit, no fault of the sender) as -32005."""
     try:
-        return store(message, task)
-    except (SolutionRejected, MessageError) as exc:
+        return store(*args)
+    except KeyBookFull as exc:
+        raise RpcError(LIMIT_EXCEEDED, str(exc)) from exc
+    except (SolutionRejected, KeyRequestRejected, MessageError) as exc:
         raise RpcError(SERVER_ERROR, str(exc)) from exc
 
 
@@ -270,28 +279,14 @@ def pole_submit_block(ctx: RpcContext, block_rlp: bytes) -> str:
 # -- encrypted tasks: key requests and key bundles (docs/RPC-POLE.md) ------------------
 
 
-def _key_message(message_class: type, encoded: bytes) -> Any:
-    try:
-        return message_class.decode(encoded)
-    except MessageError as exc:
-        raise RpcError(INVALID_PARAMS, f"malformed {message_class.__name__}: {exc}") from exc
-
-
-def _keys_stored(store: Any, message: Any, task: Task, chain_id: int) -> bool:
-    try:
-        return store(message, task, chain_id)
-    except (KeyRequestRejected, MessageError) as exc:
-        raise RpcError(SERVER_ERROR, str(exc)) from exc
-
-
 @METHODS.method("pole_requestKeys", Param("request", fmt.data))
 def pole_request_keys(ctx: RpcContext, encoded: bytes) -> bool:
     """Store a miner's signed KeyRequest for (task, anchor); refused unless the anchor block
     exists and anchors that task on this node. True if it was new."""
-    request = _key_message(KeyRequest, encoded)
+    request = _decoded(KeyRequest, encoded)
     with ctx.node.lock:
         task = _task_at(ctx, request.task_id, request.anchor_hash)
-        return _keys_stored(ctx.node.key_book.add_request, request, task, ctx.node.chain_id)
+        return _stored(ctx.node.key_book.add_request, request, task, ctx.node.chain_id)
 
 
 @METHODS.method("pole_keyRequests", Param("taskId", fmt.quantity), Param("anchorHash", fmt.hash32))
@@ -303,10 +298,10 @@ def pole_key_requests(ctx: RpcContext, task_id: int, anchor_hash: bytes) -> list
 @METHODS.method("pole_putKeys", Param("bundle", fmt.data))
 def pole_put_keys(ctx: RpcContext, encoded: bytes) -> bool:
     """Store a KeyBundle signed by the task's poster for (task, anchor, miner); true if new."""
-    bundle = _key_message(KeyBundle, encoded)
+    bundle = _decoded(KeyBundle, encoded)
     with ctx.node.lock:
         task = _task_at(ctx, bundle.task_id, bundle.anchor_hash)
-        return _keys_stored(ctx.node.key_book.add_bundle, bundle, task, ctx.node.chain_id)
+        return _stored(ctx.node.key_book.add_bundle, bundle, task, ctx.node.chain_id)
 
 
 @METHODS.method(
