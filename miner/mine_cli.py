@@ -7,6 +7,10 @@ nodes admit announcements only from bonded miners: miner/bonds.py), logging it o
 `--unbond` and `--withdraw-bond` manage the bond and exit. A node that does not answer at
 start ends the command after --node-timeout seconds; with --once, so does one that stops
 answering later.
+
+Training runs on --device (CUDA when torch sees it) and, with --nproc N or under torchrun,
+data-parallel on N processes (miner/distributed.py): rank 0 is the miner, the other ranks
+only train. A bad --device or --nproc is refused before anything starts.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # imported when a subcommand runs (torch is slow to import)
+    from miner.distributed import Placement, Replicas
 
 MINER_KEY_VARIABLE = "POLE_MINER_KEY"
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
@@ -59,9 +66,19 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _device(text: str):
+    """A torch device that exists here (miner.training.resolve_device)."""
+    from miner.training import resolve_device
+
+    try:
+        return resolve_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def configure_mine_command(parser: argparse.ArgumentParser) -> None:
     from miner.mining import DEFAULT_POLL_S, DEFAULT_TRAIN_FRACTION
-    from miner.training import Hyperparams
+    from miner.training import Hyperparams, default_device
 
     defaults = Hyperparams()
     parser.epilog = (
@@ -86,6 +103,14 @@ def configure_mine_command(parser: argparse.ArgumentParser) -> None:
                         help=f"minibatch size (default: {defaults.batch_size})")
     parser.add_argument("--weight-bits", type=int, choices=(8, 16), default=defaults.weight_bits,
                         help=f"integer model weight width (default: {defaults.weight_bits})")
+    parser.add_argument("--device", type=_device, default=default_device(), metavar="DEVICE",
+                        help="where the float model trains: cpu, cuda or cuda:N (default: cuda "
+                        "when available, else cpu; here: %(default)s). The integer model and "
+                        "its claimed accuracy are always computed on the CPU")
+    parser.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                        help="train data-parallel on N processes (torch DDP: gloo on cpu, nccl "
+                        "on cuda, one GPU each); this process is rank 0 and talks to the node "
+                        "(default: 1; under torchrun leave it out)")
     parser.add_argument("--train-fraction", type=_fraction, default=DEFAULT_TRAIN_FRACTION,
                         metavar="F",
                         help="training may use this share of the time left until the task's "
@@ -114,9 +139,18 @@ def configure_mine_command(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`pole mine`: check the key and URL, reach the node, bond if needed, then mine."""
     from miner.bonds import BondError
+    from miner.distributed import ReplicaGroupBroken, open_replicas, plan_replicas
     from miner.mining import NodeUnreachable
     from miner.pole_module import pole_web3
+    from miner.training import serve_training
 
+    try:
+        placement = plan_replicas(args.device, args.nproc, os.environ)
+    except ValueError as error:
+        print(f"pole mine: {error}", file=sys.stderr)
+        return 2
+    if placement.rank != 0:
+        return _follow(placement)
     account = _account(args)
     if account is None:
         return 2
@@ -137,8 +171,9 @@ def run(args: argparse.Namespace) -> int:
         if args.unbond or args.withdraw_bond:
             return _manage_bond(w3, account, unbond=args.unbond)
         _bond_on_start(w3, account)
-        return _mine(w3, account, args)
-    except (BondError, NodeUnreachable) as error:
+        with open_replicas(placement, serve_training) as replicas:
+            return _mine(w3, account, args, replicas)
+    except (BondError, NodeUnreachable, ReplicaGroupBroken) as error:
         print(f"pole mine: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C before mining started (waiting for the node or a bond)
@@ -147,6 +182,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _follow(placement: Placement) -> int:
+    """A torchrun rank other than 0: train each job rank 0 sends; rank 0 does the rest."""
+    from miner.distributed import open_replicas
+    from miner.training import serve_training
+
+    try:
+        with open_replicas(placement, serve_training) as replicas:
+            serve_training(replicas)
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def _account(args: argparse.Namespace):
@@ -219,8 +267,9 @@ def _manage_bond(w3, account, *, unbond: bool) -> int:
     return 0
 
 
-def _mine(w3, account, args: argparse.Namespace) -> int:
-    """The mining loop until Ctrl-C/SIGTERM (or one finished attempt with --once)."""
+def _mine(w3, account, args: argparse.Namespace, replicas: Replicas) -> int:
+    """The mining loop until Ctrl-C/SIGTERM (or one finished attempt with --once), training
+    on `replicas` (one process, or rank 0 of several)."""
     from miner.mining import Miner, MinerConfig, Outcome
     from miner.training import Hyperparams
 
@@ -236,10 +285,12 @@ def _mine(w3, account, args: argparse.Namespace) -> int:
         poll_s=args.poll,
         progress=not args.no_progress,
         give_up_after_s=args.node_timeout if args.once else None,
+        device=str(replicas.device),
     )
-    miner = Miner(w3, account, config)
+    miner = Miner(w3, account, config, replicas=replicas)
     try:
-        log.info("mining as %s on %s", account.address, args.rpc)
+        log.info("mining as %s on %s, training on %s", account.address, args.rpc,
+                 _where_training(replicas))
         result = miner.run(once=args.once)
     except KeyboardInterrupt:
         log.info("stopped")
@@ -249,3 +300,14 @@ def _mine(w3, account, args: argparse.Namespace) -> int:
     if args.once:
         return 0 if result is not None and result.outcome is Outcome.SEALED else 1
     return 0
+
+
+def _where_training(replicas: Replicas) -> str:
+    """For the start-up line: the device, or the processes (and the pids this one spawned)."""
+    from miner.distributed import SingleProcess
+
+    if isinstance(replicas, SingleProcess):
+        return str(replicas.device)
+    pids = " ".join(map(str, replicas.spawned_pids))
+    spawned = f"; spawned pids {pids}" if pids else ""
+    return f"{replicas.world_size} processes ({replicas.device.type}, {replicas.backend}{spawned})"

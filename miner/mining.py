@@ -48,6 +48,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception, Web3RPCError
 
 from miner.datasets import Dataset, DatasetFormatError, decode_dataset
+from miner.distributed import ReplicaGroupBroken, Replicas
 from miner.encrypted_tasks import EncryptedTaskError, EncryptedTrainingSet, decode_training_blob
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import (
@@ -63,7 +64,7 @@ from miner.release_rules import CommitmentNotAdmitted, ReleaseRefused, check_rel
 from miner.model_spec import ModelSpec, ModelSpecError, model_spec_from_json
 from miner.sml import SML, SML_EXPANSION, sml_for
 from miner.quantize import TrainingDiverged
-from miner.training import Hyperparams, train_model
+from miner.training import Hyperparams, resolve_device, train_model
 from miner.pole_module import attach_pole, error_message
 from vm_hooks.seal import Seal, SealError, read_seal, sign_header, signing_hash
 from vm_hooks.task import Task, TaskAnchor
@@ -158,12 +159,15 @@ class MinerConfig:
     #: run() raises NodeUnreachable after node errors for this long in a row (None: never);
     #: `pole mine --once` sets it, so a dead node ends the attempt instead of hanging.
     give_up_after_s: Optional[float] = None
+    #: where the float model trains (cpu, cuda, cuda:N); what is committed is computed on CPU
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if not self.poll_s > 0:
             raise ValueError(f"poll_s must be positive, got {self.poll_s}")
+        resolve_device(self.device)  # ValueError for an unknown or absent device
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,8 @@ def percent(bps: int) -> str:
 
 class Miner:
     """A PoLe miner bound to one node (`w3`, given the `pole` module) and one key
-    (`account`, the coinbase)."""
+    (`account`, the coinbase). With `replicas` (rank 0 of a miner.distributed group, on
+    `config.device`) it trains data-parallel with the group's other processes."""
 
     def __init__(
         self,
@@ -240,11 +245,13 @@ class Miner:
         config: MinerConfig = MinerConfig(),
         *,
         clock: Callable[[], float] = time.time,
+        replicas: Optional[Replicas] = None,
     ) -> None:
         self.w3 = attach_pole(w3)
         self.account = account
         self.address = to_canonical_address(account.address)
         self.config = config
+        self.replicas = replicas
         self._clock = clock
         self._stop = threading.Event()
         self._chain_id: Optional[int] = None
@@ -270,7 +277,8 @@ class Miner:
         """Step height after height until `stop()`; with `once`, until one finished attempt.
 
         Node errors are logged and retried with a doubling back-off; they end the loop only
-        after `config.give_up_after_s` of them in a row (NodeUnreachable).
+        after `config.give_up_after_s` of them in a row (NodeUnreachable). Training
+        processes that fell out of step (ReplicaGroupBroken) end it at once.
         Returns the last step's result (None if no step completed).
         """
         backoff = self.config.poll_s
@@ -294,6 +302,8 @@ class Miner:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
+            except ReplicaGroupBroken:  # no retry can bring the processes back in step
+                raise
             except Exception:  # an answer we could not handle: keep mining, say what it was
                 failures += 1
                 log.exception("unexpected error; retrying in %.1f s", backoff)
@@ -428,6 +438,8 @@ class Miner:
                 hyperparams=self.config.hyperparams,
                 progress=self.config.progress,
                 should_stop=self._abandon_check(task),
+                device=self.config.device,
+                replicas=self.replicas,
             )
         except TrainingDiverged as error:
             raise _Stop(Outcome.TARGET_MISSED, f"{error} (try a lower learning rate)") from None
