@@ -19,10 +19,9 @@ import sys
 import time
 
 import pytest
-from eth_utils import encode_hex, to_canonical_address
+from eth_utils import to_canonical_address
 from web3 import Web3
 
-from miner.bonds import is_bonded
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.sml import SML_EXPANSION, sml_for
@@ -30,6 +29,7 @@ from miner.pole_module import pole_web3
 from miner.registry_client import registry_contract
 from pole_chain.clients.data_node import load_test_set, post_task, release
 from pole_chain.devnet.probes import wait_until
+from tests.data_node import start_bonded_miners
 from pole_chain.demo.demo import REPO_ROOT, Children, held_out_source_rows, pole_command, start_node
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import MINER_BOND
@@ -60,19 +60,8 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
 def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
     _, url = start_node(children, tmp_path / "chain", "--mine-idle")
     w3 = pole_web3(url)
-    miners = [
-        children.start(
-            f"miner{i}",
-            pole_command("mine", "--rpc", url, "--key", encode_hex(a.key), "--seed", str(i),
-                         "--once", "--no-progress", "--poll", "0.3"),
-        )
-        for i, a in enumerate(MINERS)
-    ]
+    miners = start_bonded_miners(children, url, MINERS, MINER_TIMEOUT_S)
     registry = registry_contract(w3)
-    bonded_by = time.monotonic() + MINER_TIMEOUT_S
-    while not all(is_bonded(w3, a.address) for a in MINERS):
-        assert time.monotonic() < bonded_by, "the miners did not bond on start"
-        time.sleep(0.1)
     assert w3.eth.get_balance(registry.address) == len(MINERS) * MINER_BOND
     before = {a.address: w3.eth.get_balance(a.address) for a in MINERS}
 

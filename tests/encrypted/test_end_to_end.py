@@ -18,10 +18,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from eth_utils import encode_hex, to_canonical_address
+from eth_utils import to_canonical_address
 from web3.exceptions import Web3RPCError
 
-from miner.bonds import is_bonded
 from miner.datasets import decode_dataset
 from miner.encrypted_tasks import decode_encrypted_training_set
 from miner.integer_eval import evaluate_integer_model
@@ -31,8 +30,9 @@ from miner.registry_client import registry_contract
 from miner.sml import SML_EXPANSION, sml_for
 from pole_chain.clients.data_node import load_test_set, post_task, release
 from pole_chain.clients.model_delivery import fetch_model
-from pole_chain.demo.demo import Children, pole_command, start_node
+from pole_chain.demo.demo import Children, start_node
 from pole_chain.devnet.probes import wait_until
+from tests.data_node import start_bonded_miners
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import MINER_BOND
 from vm_hooks.task import TaskStatus
@@ -54,16 +54,7 @@ def children(tmp_path):
 def test_encrypted_task_is_decrypted_trained_and_pays_the_best_test_accuracy(tmp_path, children):
     _, url = start_node(children, tmp_path / "chain", "--mine-idle")
     w3 = pole_web3(url)
-    miners = [
-        children.start(
-            f"miner{i}",
-            pole_command("mine", "--rpc", url, "--key", encode_hex(a.key), "--seed", str(i),
-                         "--once", "--no-progress", "--poll", "0.3"),
-        )
-        for i, a in enumerate(MINERS)
-    ]
-    wait_until(lambda: all(is_bonded(w3, a.address) for a in MINERS), timeout=TIMEOUT_S,
-               what="both miners bonded")
+    miners = start_bonded_miners(children, url, MINERS, TIMEOUT_S)
     registry = registry_contract(w3)
     before = {a.address: w3.eth.get_balance(a.address) for a in MINERS}
 

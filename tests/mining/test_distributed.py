@@ -7,13 +7,10 @@ covered only by the refusals of devices this machine does not have.
 """
 from __future__ import annotations
 
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from functools import partial
 from pathlib import Path
 
@@ -50,6 +47,7 @@ from miner.training import (
 )
 from pole_chain.devnet.node_process import child_environment
 from pole_chain.devnet.probes import wait_until
+from tests.mining.stderr_lines import StderrLines
 from tests.mining.test_mining import (
     MINER,
     MINER_ADDRESS,
@@ -237,21 +235,9 @@ def test_pole_mine_on_two_processes_seals_and_stops_cleanly_on_ctrl_c(snapshot_w
          "--no-progress", "--nproc", "2", "--device", "cpu"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    lines: queue.Queue[str] = queue.Queue()
-    seen: list[str] = []
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
-
-    def wait_line(fragment: str) -> str:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            seen.append(line)
-            if fragment in line:
-                return line
-        raise AssertionError(f"no {fragment!r} line; miner said:\n{''.join(seen)}")
+    assert process.stderr is not None
+    stderr = StderrLines(process.stderr, WAIT_S)
+    wait_line, seen = stderr.wait_line, stderr.seen
 
     try:
         started = wait_line("training on 2 processes (cpu, gloo; spawned pids ")

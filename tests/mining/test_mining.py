@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import queue
 import re
 import signal
 import socket
@@ -52,6 +51,7 @@ from vm_hooks.genesis import dev_accounts
 from pole_chain.devnet.node_process import NodeProcess, child_environment
 from tests.conftest import dev_call as dev
 from vm_hooks.task import Task, TaskStatus
+from tests.mining.stderr_lines import StderrLines
 
 ACCOUNTS = dev_accounts()
 POSTER, MINER, OTHER = ACCOUNTS[1], ACCOUNTS[2], ACCOUNTS[3]
@@ -1113,27 +1113,9 @@ def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(w3, devnode
          "--no-progress"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    lines: queue.Queue[str] = queue.Queue()
-    seen: list[str] = []
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-
-    def wait_line(fragment: str) -> str:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            seen.append(line)
-            if fragment in line:
-                return line
-        raise AssertionError(f"no {fragment!r} line; miner said:\n{''.join(seen)}")
+    assert process.stderr is not None
+    stderr = StderrLines(process.stderr, WAIT_S)
+    wait_line, seen = stderr.wait_line, stderr.seen
 
     try:
         announced = wait_line(f"task {task.task_id} @ block {head.number}, anchor ")

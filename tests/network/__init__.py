@@ -15,3 +15,22 @@ from pole_chain.devnet.probes import (  # noqa: F401 (re-exports)
     send_transfer,
     wait_until,
 )
+
+
+def genesis_of(node) -> bytes:
+    """The node's genesis hash as its admin_nodeInfo names it (what a harness peer claims)."""
+    return bytes.fromhex(rpc(node, "admin_nodeInfo")["protocols"]["pole"]["genesis"][2:])
+
+
+def honest_and_hostile(node, chain_class):
+    """An attacker and an honest observer (with its recording sink), both dialling `node`:
+    libp2p harness peers on `node`'s genesis, claiming no score."""
+    from tests.net.harness import RecordingSink, start_network
+
+    sink = RecordingSink()
+    genesis = genesis_of(node)
+    attacker = start_network(chain_class(genesis))
+    observer = start_network(chain_class(genesis), sink)
+    for peer in (attacker, observer):
+        peer.add_peer(node.multiaddr)
+    return attacker, observer, sink

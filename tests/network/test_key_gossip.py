@@ -44,8 +44,8 @@ from pole_chain.clients.key_service import CLEAR_TRAIN_FILE, KeyService, load_ma
 from pole_chain.devnet.cluster import Cluster, ClusterNode
 from pole_chain.net import Kind
 from pole_chain.node.key_book import bundle_gossip_form
-from tests.net.harness import RecordingSink, start_network
-from tests.network import peer_id, rpc, wait_until
+from tests.net.harness import start_network
+from tests.network import genesis_of, honest_and_hostile, peer_id, rpc, wait_until
 from tests.network.test_misbehaving_peer import QuietChain, subscribed
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import CHAIN_ID
@@ -129,13 +129,9 @@ def test_a_miner_gets_its_keys_from_a_data_node_on_another_node(network):
 
 def test_a_peer_gossiping_forged_key_requests_is_banned_and_nothing_is_stored(network):
     node = network.data_node
-    genesis = bytes.fromhex(rpc(node, "admin_nodeInfo")["protocols"]["pole"]["genesis"][2:])
-    observer_sink = RecordingSink()
-    attacker = start_network(QuietChain(genesis))
-    observer = start_network(QuietChain(genesis), observer_sink)
+    attacker, observer, observer_sink = honest_and_hostile(node, QuietChain)
     try:
         for peer in (attacker, observer):
-            peer.add_peer(node.multiaddr)
             wait_until(lambda p=peer: subscribed(p, peer_id(node), Kind.KEY_REQUEST),
                        what="subscriptions")
         before = {n.url: network.requests(n) for n in (network.miner_node, node)}
@@ -170,7 +166,7 @@ def penalty(node: ClusterNode, peer: str) -> float:
 
 def test_an_unknown_anchor_costs_a_peer_nothing_a_wrong_anchor_or_signer_costs_points(network):
     node = network.data_node
-    genesis = bytes.fromhex(rpc(node, "admin_nodeInfo")["protocols"]["pole"]["genesis"][2:])
+    genesis = genesis_of(node)
     sloppy = start_network(QuietChain(genesis))
     try:
         sloppy.add_peer(node.multiaddr)

@@ -7,8 +7,17 @@ from libp2p.peer.id import ID
 
 from pole_chain.devnet.cluster import Cluster
 from pole_chain.net import ChainStatus, Kind
-from tests.net.harness import DictChain, RecordingSink, start_network
-from tests.network import converged, peer_id, receipt_block, rpc, send_transfer, wait_until
+from tests.net.harness import DictChain, start_network
+from tests.network import (
+    converged,
+    genesis_of,
+    honest_and_hostile,
+    peer_id,
+    receipt_block,
+    rpc,
+    send_transfer,
+    wait_until,
+)
 
 
 class QuietChain(DictChain):
@@ -36,13 +45,8 @@ def subscribed(host_net, node_peer: str, kind: Kind) -> bool:
 
 def test_a_peer_sending_junk_is_dropped_while_the_rest_keep_working(two_nodes):
     miner, node = two_nodes
-    genesis = bytes.fromhex(rpc(node, "admin_nodeInfo")["protocols"]["pole"]["genesis"][2:])
-    observer_sink = RecordingSink()
-    attacker = start_network(QuietChain(genesis))
-    observer = start_network(QuietChain(genesis), observer_sink)
+    attacker, observer, observer_sink = honest_and_hostile(node, QuietChain)
     try:
-        for peer in (attacker, observer):
-            peer.add_peer(node.multiaddr)
         target = peer_id(node)
         for kind in (Kind.BLOCK, Kind.TRANSACTION):
             wait_until(lambda k=kind: subscribed(attacker, target, k), what="subscriptions")
@@ -87,7 +91,7 @@ def test_a_peer_serving_an_invalid_chain_in_sync_is_penalised_and_dropped(two_no
     it is banned and disconnected, and the node keeps following its honest peer. The node
     holds blocks before the liar dials, so sync first looks for a common ancestor."""
     miner, node = two_nodes
-    genesis = bytes.fromhex(rpc(node, "admin_nodeInfo")["protocols"]["pole"]["genesis"][2:])
+    genesis = genesis_of(node)
     wait_until(lambda: converged([miner, node], at_least=1), what="blocks before the liar")
     liar = start_network(LyingChain(genesis))
     try:
