@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) -m bench.training_overhead
 	$(PY) -m bench.ipfe
 	$(PY) -m bench.propagation
+	$(PY) -m bench.block_intervals
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,4 +1,5 @@
-"""JSON-RPC probes of devnet nodes: heads, hashes, agreement, transfers, bounded waits.
+"""JSON-RPC probes of devnet nodes: heads, hashes, agreement, transfers, bounded waits;
+and when each node stored each PoLe block, read from its log.
 
 Shared by tests/network and bench/ (a benchmark must not import the test suite). They talk
 JSON-RPC over HTTP to `NodeProcess`es and wait on conditions with a deadline (`wait_until`);
@@ -7,14 +8,19 @@ the pause between two checks is an Event's bounded wait, never a sleep a caller 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from eth_account import Account
 
+from miner.bonds import is_bonded
+from miner.pole_module import pole_web3
 from pole_chain.devnet.node_process import NodeProcess
 from vm_hooks.genesis import dev_accounts
 
@@ -91,3 +97,29 @@ def send_transfer(node: NodeProcess, sender_index: int, nonce: int, value: int =
 def receipt_block(node: NodeProcess, tx_hash: str) -> int | None:
     receipt = rpc(node, "eth_getTransactionReceipt", [tx_hash])
     return int(receipt["blockNumber"], 16) if receipt else None
+
+
+def bonded_everywhere(nodes: Sequence[NodeProcess], miners: Sequence[str]) -> bool:
+    """Whether every node sees the bond of every miner address (bonds travel as gossiped
+    transactions; data nodes admit bonded miners only)."""
+    return all(is_bonded(pole_web3(node.url), miner) for node in nodes for miner in miners)
+
+
+#: The line pole_chain/node/block_log.py writes when a node stores a PoLe block (after its
+#: seal checks re-evaluated the model), in `pole node`'s log format at info level.
+_POLE_BLOCK_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO pole\.node: PoLe block "
+    r"(#\d+ 0x[0-9a-f]+)…"
+)
+
+
+def pole_block_imports(log_path: Path) -> dict[str, float]:
+    """When a node (its log at info level) stored each PoLe block: {"#7 0x1234abcdef": epoch
+    seconds, millisecond resolution}; each block's first line counts."""
+    stored: dict[str, float] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = _POLE_BLOCK_LINE.match(line)
+        if match and match.group(2) not in stored:
+            when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            stored[match.group(2)] = when.timestamp()
+    return stored

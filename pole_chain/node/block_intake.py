@@ -94,14 +94,14 @@ class BlockIntake:
                 return IntakeResult(Outcome.KNOWN, block)
             if not self._reader.has_header(block.header.parent_hash):
                 return IntakeResult(Outcome.UNKNOWN_PARENT, block)
-            return self._import(block, rlp_bytes)
+            return self._import(block)
 
-    def _import(self, block: BlockAPI, rlp_bytes: bytes) -> IntakeResult:
+    def _import(self, block: BlockAPI) -> IntakeResult:
         self._received[bytes(block.hash)] = None  # before import: head listeners run inside it
         while len(self._received) > RECEIVED_MEMORY:
             self._received.popitem(last=False)
         try:
-            self._importer.import_block(rlp_bytes)
+            self._importer.import_decoded(block)
         except BlockRejected as exc:
             cause = exc.__cause__
             if _caused_by(exc, DataUnavailableError):

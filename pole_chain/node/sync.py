@@ -4,11 +4,18 @@ Triggered by a peer's status (handshake) that leads ours, by a gossiped block wh
 is missing, and every `poll_interval` seconds (a missed gossip message must not leave a node
 behind for good). One round asks every peer for a fresh status and syncs from the best:
 1. the common ancestor: the highest of the peer's canonical headers this node holds;
-2. headers by range after it, checked header-only (links, py-evm's `validate_chain`, which
-   runs each header's seal checks) before any body is asked for;
-3. blocks by range, each matched to its checked header, imported one by one through the
-   node's own importer (re-execution, the full seal checks); a PoLe block whose release or
-   model is not local has them fetched from peers first (block_data.BlockDataFetcher).
+2. segments after it, `SEGMENT` blocks each: the headers, checked header-only (links to the
+   ancestor or the previous segment, py-evm's `validate_chain`, which runs each header's
+   seal checks), then the blocks, each matched to its checked header;
+3. each block imported through the node's own importer (re-execution, the full seal
+   checks), in order; a PoLe block whose release or model is not local has them fetched
+   from peers first (block_data.BlockDataFetcher), with the node lock released.
+The next segment downloads while this one imports (the peer serves it meanwhile), and
+consecutive imports share one hold of the node lock for up to `IMPORT_SLICE_S`, so the
+threads that wake on every new head and want the lock (the open-task prefetch, RPC,
+gossip) run once between slices rather than between every two blocks. Each block is still
+validated in full and committed in its own database batch: a node killed mid-sync keeps
+every block imported before the kill.
 Importing a branch with more score makes it canonical (py-evm's fork choice): that is the
 reorg after a partition heals. A peer that serves headers or blocks that do not parse, link
 or pass the checks is reported to the network (`Offence.INVALID_CHAIN`, 50 points: twice and
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import rlp
@@ -29,7 +38,7 @@ from eth_utils import ValidationError, encode_hex
 from pole_chain.net import ChainStatus, Network, NetworkError, Offence, RefusedError, WireError
 from pole_chain.net.wire import MAX_BLOCKS_PER_REQUEST, MAX_HEADERS_PER_REQUEST
 from pole_chain.node.block_data import BlockDataFetcher
-from pole_chain.node.block_intake import BlockIntake, Outcome
+from pole_chain.node.block_intake import BlockIntake, IntakeResult, Outcome
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.locking import NodeLock
 from pole_chain.node.peer_view import NodeChainView
@@ -39,6 +48,19 @@ log = logging.getLogger("pole.net")
 
 #: Seconds between two status rounds when nothing triggers one.
 POLL_INTERVAL = 5.0
+#: Blocks per downloaded segment: one header request and one block request.
+SEGMENT = MAX_BLOCKS_PER_REQUEST
+#: Seconds one slice of imports holds the node lock (plus the last block's import): how
+#: long an RPC call or a gossiped block waits for a sync at most.
+IMPORT_SLICE_S = 0.25
+
+
+@dataclass(frozen=True)
+class _Download:
+    """One segment as the peer sent it (RLP), not checked yet."""
+
+    headers: list[bytes]
+    blocks: list[bytes]
 
 
 @dataclass(frozen=True)
@@ -178,17 +200,27 @@ class Synchronizer:
         return sorted(leading, key=lambda item: item[1].total_score, reverse=True)
 
     def _sync_from(self, peer_id: str, status: ChainStatus) -> None:
-        number = self._common_ancestor(peer_id, status.head_number) + 1
-        log.info("syncing from %s: blocks %d..%d", peer_id, number, status.head_number)
-        while number <= status.head_number and not self._stop.is_set():
-            headers = self._checked_headers(peer_id, number)
-            if not headers:
-                return
-            self._import_range(peer_id, headers)
-            number += len(headers)
+        root = self._common_ancestor(peer_id, status.head_number)
+        log.info("syncing from %s: blocks %d..%d", peer_id, root.block_number + 1,
+                 status.head_number)
+        with ThreadPoolExecutor(1, thread_name_prefix="pole-sync-download") as downloads:
+            ahead: Future[_Download] | None = downloads.submit(
+                self._download, peer_id, root.block_number + 1
+            )
+            while ahead is not None and not self._stop.is_set():
+                segment = ahead.result()
+                headers = self._checked_headers(root, segment.headers)
+                if not headers:
+                    return
+                last = headers[-1].block_number
+                ahead = None
+                if last < status.head_number:
+                    ahead = downloads.submit(self._download, peer_id, last + 1)
+                self._import_segment(headers, segment.blocks)
+                root = headers[-1]
 
-    def _common_ancestor(self, peer_id: str, peer_head: int) -> int:
-        """The highest block number where the peer's canonical header is one this node holds."""
+    def _common_ancestor(self, peer_id: str, peer_head: int) -> BlockHeaderAPI:
+        """The highest of the peer's canonical headers that this node holds."""
         top = min(peer_head, self._reader.head().block_number)
         while top > 0:
             start = max(0, top - MAX_HEADERS_PER_REQUEST + 1)
@@ -197,56 +229,87 @@ class Synchronizer:
             )
             for header in reversed(headers):
                 if self._reader.has_header(header.hash):
-                    return header.block_number
+                    return header
             top = start - 1
-        return 0
+        return self._reader.canonical_header(0)
 
-    def _checked_headers(self, peer_id: str, start: int) -> list[BlockHeaderAPI]:
-        """The peer's headers from `start`, linked to a parent held here and seal-checked."""
-        headers = self._decode_headers(
-            self._network.request_headers(peer_id, start, MAX_HEADERS_PER_REQUEST)
-        )
+    def _download(self, peer_id: str, start: int) -> _Download:
+        """The peer's headers of one segment from `start`, and the blocks they name."""
+        headers = self._network.request_headers(peer_id, start, SEGMENT)
+        blocks: list[bytes] = []
+        while len(blocks) < len(headers):
+            wanted = len(headers) - len(blocks)
+            more = self._network.request_blocks(peer_id, start + len(blocks), wanted)
+            if not more:
+                raise SyncFailed(f"no blocks from #{start + len(blocks)}")
+            if len(more) > wanted:
+                raise _bad(f"{len(more)} blocks served for {wanted} asked")
+            blocks += more
+        return _Download(headers, blocks)
+
+    def _checked_headers(self, root: BlockHeaderAPI, encoded: list[bytes]) -> list[BlockHeaderAPI]:
+        """The headers after `root` (held here, or the previous segment's last), linked to it
+        and seal-checked."""
+        headers = self._decode_headers(encoded)
         if not headers:
             return []
+        start = root.block_number + 1
         if [h.block_number for h in headers] != list(range(start, start + len(headers))):
             raise _bad("headers out of order")
+        if headers[0].parent_hash != root.hash:
+            # not an offence: the peer may have reorganised since its previous answer
+            raise SyncFailed(f"header #{start} does not extend the block before it here")
         with self._lock:
-            if not self._reader.has_header(headers[0].parent_hash):
-                raise SyncFailed(f"header #{start} does not extend a block held here")
-            parent = self._reader.header(headers[0].parent_hash)
             try:
-                self._chain.validate_chain(parent, tuple(headers))
+                self._chain.validate_chain(root, tuple(headers))
             except ValidationError as exc:
                 raise _bad(f"invalid headers: {exc}") from exc
         return headers
 
-    def _import_range(self, peer_id: str, headers: list[BlockHeaderAPI]) -> None:
-        """Download the bodies of checked headers and import them in order."""
-        done = 0
-        while done < len(headers):
-            count = min(MAX_BLOCKS_PER_REQUEST, len(headers) - done)
-            start = headers[done].block_number
-            encoded = self._network.request_blocks(peer_id, start, count)
-            if not encoded:
-                raise SyncFailed(f"no blocks from #{start}")
-            for raw in encoded:
-                self._import_one(raw, headers[done])
-                done += 1
+    def _import_segment(self, headers: list[BlockHeaderAPI], blocks: list[bytes]) -> None:
+        """Import the blocks of checked headers in order, slice by slice; a block whose data
+        is missing is fetched between two slices (no lock held while peers answer)."""
+        done, fetched = 0, -1
+        while done < len(headers) and not self._stop.is_set():
+            done, missing = self._import_slice(headers, blocks, done)
+            if missing is None:
+                continue
+            number = headers[done].block_number
+            if done == fetched:  # its data came, and the block still lacks some
+                raise SyncFailed(f"block #{number}: {missing.reason}")
+            assert missing.block is not None
+            if not self._fetcher.fetch_for(missing.block):
+                raise SyncFailed(f"no peer has the data of block #{number}")
+            fetched = done
 
-    def _import_one(self, raw: bytes, header: BlockHeaderAPI) -> None:
+    def _import_slice(
+        self, headers: list[BlockHeaderAPI], blocks: list[bytes], done: int
+    ) -> tuple[int, IntakeResult | None]:
+        """Import from index `done` under one hold of the lock until IMPORT_SLICE_S has
+        passed or the segment ends; stops early at a block whose data is missing (returned)."""
+        with self._lock:
+            until = time.monotonic() + IMPORT_SLICE_S
+            while done < len(headers):
+                result = self._import_one(blocks[done], headers[done])
+                if result.outcome is Outcome.DATA_MISSING:
+                    return done, result
+                done += 1
+                if time.monotonic() >= until:
+                    break
+        return done, None
+
+    def _import_one(self, raw: bytes, header: BlockHeaderAPI) -> IntakeResult:
+        """Import one block of its checked header: imported, known or data missing; raises
+        SyncFailed for anything else."""
         result = self._intake.take(raw)
         if result.block is not None and result.block.hash != header.hash:
             # not an offence: the peer may have reorganised between the two requests
             raise SyncFailed(f"block #{header.block_number} does not match its header")
-        if result.outcome is Outcome.DATA_MISSING:
-            assert result.block is not None
-            if not self._fetcher.fetch_for(result.block):
-                raise SyncFailed(f"no peer has the data of block #{header.block_number}")
-            result = self._intake.take(raw)
-        if result.outcome not in (Outcome.IMPORTED, Outcome.KNOWN):
-            reason = (f"block #{header.block_number} {encode_hex(header.hash)}: "
-                      f"{result.outcome.value} {result.reason}")
-            raise _bad(reason) if result.outcome is Outcome.INVALID else SyncFailed(reason)
+        if result.outcome in (Outcome.IMPORTED, Outcome.KNOWN, Outcome.DATA_MISSING):
+            return result
+        reason = (f"block #{header.block_number} {encode_hex(header.hash)}: "
+                  f"{result.outcome.value} {result.reason}")
+        raise _bad(reason) if result.outcome is Outcome.INVALID else SyncFailed(reason)
 
     def _decode_headers(self, encoded: list[bytes]) -> list[BlockHeaderAPI]:
         # One fork (Prague) for the whole chain: the head's header class decodes them all.

@@ -34,6 +34,7 @@ from miner.sml import SML_EXPANSION, sml_for
 from pole_chain.clients.data_node import load_test_set, task_dir
 from pole_chain.devnet.cluster import Cluster
 from pole_chain.devnet.node_process import PACKAGE_ROOT, child_environment
+from pole_chain.devnet.probes import bonded_everywhere
 from tests.network import converged, head_number, rpc, wait_until
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.task import TaskStatus
@@ -59,13 +60,6 @@ def pole_cli(*argv: str, timeout: float = TASK_WAIT) -> str:
     )
     assert done.returncode == 0, f"pole {' '.join(argv[:2])} failed:\n{done.stderr}"
     return done.stdout
-
-
-def bonded_everywhere(net: Cluster) -> bool:
-    """Whether every node sees every miner's bond (bonds travel as gossiped transactions)."""
-    from miner.bonds import is_bonded
-
-    return all(is_bonded(pole_web3(n.url), a.address) for n in net.members for a in MINERS)
 
 
 def best_admitted_test_bps(net: Cluster, workdir, task_id: int) -> int:
@@ -111,7 +105,8 @@ def post_and_release(net: Cluster, workdir) -> int:
 
 def test_three_miners_and_a_data_node_on_four_nodes_settle_one_task_everywhere(network, tmp_path):
     net, workdir = network, tmp_path / "data-node"
-    wait_until(lambda: bonded_everywhere(net), timeout=120, what="every miner bonded on every node")
+    wait_until(lambda: bonded_everywhere(net.members, [a.address for a in MINERS]), timeout=120,
+               what="every miner bonded on every node")
     task_id = post_and_release(net, workdir)
     for index, miner in enumerate(net.miner_processes):  # --once: each exits 0 once it sealed
         assert miner.wait(timeout=TASK_WAIT) == 0, (net.root / f"miner{index}.log").read_text()
