@@ -46,7 +46,7 @@ from pole_chain.net import Kind
 from pole_chain.node.key_book import bundle_gossip_form
 from tests.net.harness import start_network
 from tests.network import genesis_of, honest_and_hostile, peer_id, rpc, wait_until
-from tests.network.test_misbehaving_peer import QuietChain, subscribed
+from tests.network.test_misbehaving_peer import QuietChain, subscribed, wait_dropped
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import CHAIN_ID
 from vm_hooks.task import Task
@@ -142,8 +142,7 @@ def test_a_peer_gossiping_forged_key_requests_is_banned_and_nothing_is_stored(ne
                   .encode() for forger in FORGERS]
         for message in forged:
             attacker.publish_key_request(message)
-        wait_until(lambda: attacker.peer_id not in {p["id"] for p in rpc(node, "admin_peers")},
-                   what="the forger dropped")
+        wait_dropped(node, attacker, "the forger dropped")
         assert {n.url: network.requests(n) for n in (network.miner_node, node)} == before
         # OTHER's genuine request, sent to the miner's node, reaches the observer through
         # node 1: relaying works, and the forgeries never took that path

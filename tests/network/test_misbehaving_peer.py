@@ -43,6 +43,18 @@ def subscribed(host_net, node_peer: str, kind: Kind) -> bool:
     )
 
 
+def wait_dropped(node, peer, what: str) -> None:
+    """Wait until `node` no longer lists the harness peer among its peers."""
+    wait_until(lambda: peer.peer_id not in {p["id"] for p in rpc(node, "admin_peers")}, what=what)
+
+
+def transfer_agreed(miner, node, value: int) -> None:
+    """A transfer sent to `miner` is mined, reaches `node` by gossip, and both agree on it."""
+    tx_hash = send_transfer(miner, value, 0)
+    mined = wait_until(lambda: receipt_block(node, tx_hash), what="tx mined and gossiped")
+    wait_until(lambda: converged([miner, node], at_least=mined), what="agreement")
+
+
 def test_a_peer_sending_junk_is_dropped_while_the_rest_keep_working(two_nodes):
     miner, node = two_nodes
     attacker, observer, observer_sink = honest_and_hostile(node, QuietChain)
@@ -56,14 +68,9 @@ def test_a_peer_sending_junk_is_dropped_while_the_rest_keep_working(two_nodes):
         attacker.publish_block(rlp.encode([b"not", b"a", b"block"]))  # invalid: REJECT
         attacker._call(attacker._host.pubsub.publish, topics[Kind.TRANSACTION], oversized)
         attacker._call(attacker._host.pubsub.publish, topics[Kind.BLOCK], b"\xc3not a block")
-        wait_until(
-            lambda: attacker.peer_id not in {p["id"] for p in rpc(node, "admin_peers")},
-            what="the attacker dropped",
-        )
+        wait_dropped(node, attacker, "the attacker dropped")
         # the honest network still works, and relays to the honest observer
-        tx_hash = send_transfer(miner, 4, 0)
-        mined = wait_until(lambda: receipt_block(node, tx_hash), what="tx mined and gossiped")
-        wait_until(lambda: converged([miner, node], at_least=mined), what="agreement")
+        transfer_agreed(miner, node, 4)
         observer_sink.wait_for(lambda s: len(s.payloads("tx")) >= 1)
         relayed = observer_sink.payloads()
         assert not any(p.startswith(b"\xc3not") or len(p) > 100 * 1024 for p in relayed)
@@ -96,13 +103,8 @@ def test_a_peer_serving_an_invalid_chain_in_sync_is_penalised_and_dropped(two_no
     liar = start_network(LyingChain(genesis))
     try:
         liar.add_peer(node.multiaddr)
-        wait_until(
-            lambda: liar.peer_id not in {p["id"] for p in rpc(node, "admin_peers")},
-            what="the liar dropped",
-        )
-        tx_hash = send_transfer(miner, 5, 0)
-        mined = wait_until(lambda: receipt_block(node, tx_hash), what="tx mined and gossiped")
-        wait_until(lambda: converged([miner, node], at_least=mined), what="agreement")
+        wait_dropped(node, liar, "the liar dropped")
+        transfer_agreed(miner, node, 5)
         assert liar.peer_id not in {p["id"] for p in rpc(node, "admin_peers")}  # banned: no redial
         log = node.log_path.read_text()
         assert f"peer {liar.peer_id} served an invalid chain" in log
