@@ -142,29 +142,33 @@ class Network:
 
     # --- gossip ------------------------------------------------------------------------
 
+    def publish(self, kind: Kind, payload: bytes) -> None:
+        """Gossip a payload of `kind` the node took in (the typed methods below name theirs)."""
+        self._call(self._host_publish, kind, payload)
+
     def publish_transaction(self, raw: bytes) -> None:
         """Gossip a transaction the node admitted."""
-        self._call(self._host_publish, Kind.TRANSACTION, raw)
+        self.publish(Kind.TRANSACTION, raw)
 
     def publish_block(self, rlp_block: bytes) -> None:
         """Gossip a block the node imported (its model travels as a blob, by digest)."""
-        self._call(self._host_publish, Kind.BLOCK, rlp_block)
+        self.publish(Kind.BLOCK, rlp_block)
 
     def publish_announcement(self, message: bytes) -> None:
         """Gossip a verified SolutionAnnouncement."""
-        self._call(self._host_publish, Kind.ANNOUNCEMENT, message)
+        self.publish(Kind.ANNOUNCEMENT, message)
 
     def publish_release(self, message: bytes) -> None:
         """Gossip a verified Release."""
-        self._call(self._host_publish, Kind.RELEASE, message)
+        self.publish(Kind.RELEASE, message)
 
     def publish_key_request(self, message: bytes) -> None:
         """Gossip a verified KeyRequest."""
-        self._call(self._host_publish, Kind.KEY_REQUEST, message)
+        self.publish(Kind.KEY_REQUEST, message)
 
     def publish_key_bundle(self, gossip_form: bytes) -> None:
         """Gossip a verified KeyBundle in its gossip form (its rows left out)."""
-        self._call(self._host_publish, Kind.KEY_BUNDLE, gossip_form)
+        self.publish(Kind.KEY_BUNDLE, gossip_form)
 
     async def _host_publish(self, kind: Kind, payload: bytes) -> None:
         assert self._host.gossip is not None

@@ -17,7 +17,7 @@ import enum
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -63,6 +63,8 @@ class BlockIntake:
         self._lock = lock
         self._inbound = threading.local()
         self._received: OrderedDict[bytes, None] = OrderedDict()
+        #: told each imported block's hash, under the node lock (held gossip waits on it)
+        self.on_imported: Callable[[bytes], None] = lambda block_hash: None
 
     @property
     def receiving(self) -> bool:
@@ -112,6 +114,7 @@ class BlockIntake:
             return IntakeResult(Outcome.NOT_YET, block, str(exc))
         except (NodeBug, NodeClosed) as exc:  # NodeBug was logged with its traceback
             return IntakeResult(Outcome.NODE_BUG, block, str(exc))
+        self.on_imported(bytes(block.hash))
         return IntakeResult(Outcome.IMPORTED, block)
 
 

@@ -8,8 +8,9 @@ verdict decides relaying and blame:
 - IGNORE: not relayed, nobody blamed: a duplicate, a block whose parent is missing (sync
   starts), a PoLe block whose data is not here yet (held pending, fetched, imported and
   published by this node once complete), a transaction the pool refuses by its own policy
-  (nonce, price, pool full: views differ between nodes), a key request or bundle whose
-  anchor block is not here yet, a full key book, a bug in this node (logged);
+  (nonce, price, pool full: views differ between nodes), a full key book, a bug in this
+  node (logged); an announcement, release, key request or bundle whose anchor block is not
+  here yet is held (EarlyGossip) and taken in, then published by this node, once it is;
 - REJECT: malformed or invalid by the rules (bad encoding, bad signature, invalid block, a
   key request or bundle naming a block that does not anchor its task, a bundle not signed
   by the task's poster): not relayed, and the sender is penalised. Which task a block
@@ -26,11 +27,12 @@ from eth.exceptions import HeaderNotFound
 from miner.encrypted_tasks import KeyBundle, KeyRequest
 from miner.messages import MessageError, Release, SolutionAnnouncement
 from miner.release_rules import ReleaseRefused, check_release
-from pole_chain.net import ChainStatus, Network, NetworkError, Verdict
+from pole_chain.net import ChainStatus, Kind, Network, NetworkError, Verdict
 from pole_chain.node.admission import TransactionAdmission
 from pole_chain.node.blob_store import BlobLimitExceeded, BlobStore
 from pole_chain.node.block_data import PendingBlocks, fetch_release_blobs
 from pole_chain.node.block_intake import BlockIntake, Outcome
+from pole_chain.node.early_gossip import EarlyGossip, HeldMessage
 from pole_chain.node.key_book import (
     KeyBook,
     KeyBookFull,
@@ -79,6 +81,7 @@ class GossipSink:
         self._tasks = tasks
         self._blobs = blobs
         self._lock = lock
+        self.early = EarlyGossip()
         # wired by NetworkService once the Network and the queues exist
         self.network: Network | None = None
         self.pending: PendingBlocks | None = None
@@ -112,26 +115,28 @@ class GossipSink:
         return _BLOCK_VERDICTS[result.outcome]
 
     def on_announcement(self, message: bytes) -> Verdict:
-        try:
-            announcement = SolutionAnnouncement.decode(message)
+        try:  # the signature first: a forgery is rejected, never held for its anchor
+            announcement = SolutionAnnouncement.decode(message).verify(self._chain_id)
         except MessageError:
             return Verdict.REJECT
-        return self._store(self._solutions.add_announcement, announcement)
+        held = HeldMessage(Kind.ANNOUNCEMENT, message, self.on_announcement)
+        return self._store(self._solutions.add_announcement, announcement, held)
 
     def on_release(self, message: bytes) -> Verdict:
         try:
-            release = Release.decode(message)
+            release = Release.decode(message).verify(self._chain_id)
         except MessageError:
             return Verdict.REJECT
         self._fetch_release_blobs(release)  # before the store takes the lock
-        return self._store(self._solutions.add_release, release)
+        held = HeldMessage(Kind.RELEASE, message, self.on_release)
+        return self._store(self._solutions.add_release, release, held)
 
     def on_key_request(self, message: bytes) -> Verdict:
         try:  # the signature first: a forgery is rejected whatever block it names
             request = KeyRequest.decode(message).verify(self._chain_id)
         except MessageError:
             return Verdict.REJECT
-        task = self._keyed_task(request)
+        task = self._keyed_task(request, HeldMessage(Kind.KEY_REQUEST, message, self.on_key_request))
         if isinstance(task, Verdict):
             return task
         return self._store_keys(self._key_book.add_request, request, task)
@@ -141,7 +146,8 @@ class GossipSink:
             carrier = KeyBundle.decode(message)
         except MessageError:
             return Verdict.REJECT
-        task = self._keyed_task(carrier)  # before deriving the rows, which costs seconds
+        # the task before deriving the rows, which costs seconds
+        task = self._keyed_task(carrier, HeldMessage(Kind.KEY_BUNDLE, message, self.on_key_bundle))
         if isinstance(task, Verdict):
             return task
         if not self._tasks.bonded_at(carrier.anchor_hash, carrier.miner):
@@ -155,12 +161,13 @@ class GossipSink:
     def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
         self.status_listener(peer_id, status)
 
-    def _keyed_task(self, message: KeyRequest | KeyBundle) -> Task | Verdict:
+    def _keyed_task(self, message: KeyRequest | KeyBundle, held: HeldMessage) -> Task | Verdict:
         """The task a key message's anchor anchors, or the verdict when there is none."""
         try:
             with self._lock:
                 task = self._tasks.anchored_at(message.anchor_hash)
         except HeaderNotFound:
+            self.early.hold(message.anchor_hash, held)
             return Verdict.IGNORE  # its anchor block is not here yet
         if task is None or task.task_id != message.task_id:
             return Verdict.REJECT  # a block this node holds, anchoring no such task
@@ -175,7 +182,7 @@ class GossipSink:
             return Verdict.REJECT
         return Verdict.ACCEPT if stored else Verdict.IGNORE
 
-    def _store(self, store: Callable[[Any, Task], bool], message: Any) -> Verdict:
+    def _store(self, store: Callable[[Any, Task], bool], message: Any, held: HeldMessage) -> Verdict:
         """Check a message against the task its anchor names and store it, as the RPC does."""
         try:
             with self._lock:
@@ -183,10 +190,13 @@ class GossipSink:
                 if task is None or task.task_id != message.task_id:
                     return Verdict.IGNORE  # another branch's task, or stale
                 return Verdict.ACCEPT if store(message, task) else Verdict.IGNORE
-        except MessageError:  # a bad signature: a forgery, never relayed
+        except HeaderNotFound:
+            self.early.hold(message.anchor_hash, held)
+            return Verdict.IGNORE
+        except MessageError:  # malformed keys or fields the store checks: never relayed
             return Verdict.REJECT
-        except (HeaderNotFound, SolutionRejected, BlobLimitExceeded):
-            return Verdict.IGNORE  # an anchor not here yet, a closed height, a full store
+        except (SolutionRejected, BlobLimitExceeded):
+            return Verdict.IGNORE  # a closed height, a full store
 
     def _fetch_release_blobs(self, release: Release) -> None:
         """What a release makes public (its test set; an encrypted task's clear training set)

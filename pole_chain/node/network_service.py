@@ -4,6 +4,9 @@ Composition (docs/NETWORK.md, "The node on the network"):
 - `NodeChainView` answers peers (statuses, header and block ranges, blobs, block data);
 - `GossipSink` takes peers' gossip in through the node's own admission and import;
 - `PendingBlocks` holds gossiped PoLe blocks until their data is fetched, then imports them;
+- the sink's `EarlyGossip` holds messages that overtook their anchor block; once the block is
+  imported (from a peer, or a head of this node's own) they are taken in on their own thread
+  (a release's blobs may take a while to fetch) and published by this node when accepted;
 - `Synchronizer` catches up with leading peers and follows reorgs;
 - the outbox publishes, off the caller's thread, what this node admitted on its own:
   transactions (RPC), blocks it sealed or mined, announcements and releases (RPC), key
@@ -26,12 +29,13 @@ import rlp
 from eth.abc import BlockAPI, SignedTransactionAPI
 
 from miner.encrypted_tasks import KeyBundle, KeyRequest
-from pole_chain.net import Network, NetworkConfig, NetworkError
+from pole_chain.net import Network, NetworkConfig, NetworkError, Verdict
 from pole_chain.node.admission import TransactionAdmission
 from pole_chain.node.blob_store import BlobLimitExceeded, BlobStore
 from pole_chain.node.block_data import BlockDataFetcher, PendingBlocks
 from pole_chain.node.block_import import BlockImporter
 from pole_chain.node.block_intake import BlockIntake, Outcome
+from pole_chain.node.early_gossip import HeldMessage
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.events import NodeEvents
 from pole_chain.node.gossip_sink import GossipSink
@@ -93,7 +97,9 @@ class NetworkService:
         self.sink.pending = self.pending
         self.sink.wake_sync = self.sync.wake
         self.sink.status_listener = self.sync.on_peer_status
+        self.intake.on_imported = self._anchor_arrived
         self._outbox: queue.Queue[Callable[[], None] | None] = queue.Queue(OUTBOX_SIZE)
+        self._early_box: queue.Queue[Callable[[], None] | None] = queue.Queue(OUTBOX_SIZE)
         self._prefetch_wanted = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -108,8 +114,12 @@ class NetworkService:
         self._parts.key_book.subscribe(self._on_key_request, self._on_key_bundle)
         self.pending.start()
         self.sync.start()
-        for name, target in (("pole-outbox", self._run_outbox), ("pole-prefetch", self._run_prefetch)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        for name, target, args in (
+            ("pole-outbox", self._run_queue, (self._outbox,)),
+            ("pole-early", self._run_queue, (self._early_box,)),
+            ("pole-prefetch", self._run_prefetch, ()),
+        ):
+            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         self._prefetch_wanted.set()
@@ -124,6 +134,7 @@ class NetworkService:
         self.sync.stop()
         self.pending.stop()
         _put_dropping_oldest(self._outbox, None)
+        _put_dropping_oldest(self._early_box, None)
         for thread in self._threads:
             thread.join(timeout=10)
         self.network.stop()
@@ -159,6 +170,7 @@ class NetworkService:
     def _on_new_heads(self, blocks: Sequence[BlockAPI]) -> None:
         self._prefetch_wanted.set()
         for block in blocks:
+            self._anchor_arrived(block.hash)
             if not self.intake.came_from_network(block.hash):
                 encoded = rlp.encode(block)
                 self._send(lambda: self.network.publish_block(encoded))
@@ -176,16 +188,26 @@ class NetworkService:
         elif result.outcome is not Outcome.KNOWN:
             log.info("pending block not imported: %s %s", result.outcome.value, result.reason)
 
+    def _anchor_arrived(self, block_hash: bytes) -> None:
+        """Take in the gossip that waited for this block (called under the node lock)."""
+        for held in self.sink.early.arrived(block_hash):
+            _put_dropping_oldest(self._early_box, lambda held=held: self._take_held(held))
+
+    def _take_held(self, held: HeldMessage) -> None:
+        if held.take(held.payload) is Verdict.ACCEPT:
+            log.info("%s that arrived before its anchor block taken in", held.kind.value)
+            self.network.publish(held.kind, held.payload)
+
     def _send(self, publish: Callable[[], None]) -> None:
         _put_dropping_oldest(self._outbox, publish)
 
-    def _run_outbox(self) -> None:
+    def _run_queue(self, box: queue.Queue[Callable[[], None] | None]) -> None:
         while True:
-            publish = self._outbox.get()
-            if publish is None:
+            work = box.get()
+            if work is None:
                 return
             try:
-                publish()
+                work()
             except NetworkError as exc:
                 log.info("publishing failed: %s", exc)
             except Exception:  # a bug in one publication must not stop the others

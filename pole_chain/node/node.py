@@ -239,6 +239,9 @@ class Node:
                 "peers": self.peer_count(),
                 "mempool_size": len(self.mempool),
                 "blob_bytes": self.blobs.total_size,
+                # gossip waiting on this node: blocks for their data, messages for their anchor
+                "pending_blocks": len(self.network.pending) if self.network else 0,
+                "early_gossip": len(self.network.sink.early) if self.network else 0,
                 "datadir": str(self.datadir) if self.datadir else None,
             }
 

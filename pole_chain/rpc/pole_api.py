@@ -43,7 +43,7 @@ SEAL_REJECTED = -32010
 
 @METHODS.method("pole_nodeStatus")
 def pole_node_status(ctx: RpcContext) -> dict[str, Any]:
-    """Head, chain id, dev flag, peers, mempool size, data directory."""
+    """Head, chain id, modes, peers, pool and store sizes, gossip waiting, data directory."""
     status = ctx.node.status()
     return {
         "headNumber": fmt.hex_int(status["head_number"]),
@@ -57,6 +57,8 @@ def pole_node_status(ctx: RpcContext) -> dict[str, Any]:
         "peers": status["peers"],
         "mempoolSize": status["mempool_size"],
         "blobBytes": status["blob_bytes"],
+        "pendingBlocks": status["pending_blocks"],
+        "earlyGossip": status["early_gossip"],
         "datadir": status["datadir"],
     }
 
