@@ -13,6 +13,7 @@ takes one step.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -25,6 +26,8 @@ from .task import Task
 
 #: Blocks whose anchor is remembered (block hash -> (anchor number, anchor hash)).
 ANCESTOR_MEMORY = 8192
+#: States whose best task is remembered (state root -> AnchoredTask or None).
+BEST_TASK_MEMORY = 1024
 
 HeaderByHash = Callable[[Hash32], BlockHeaderAPI]
 
@@ -56,17 +59,52 @@ def anchored_best_task(state: StateAPI) -> Optional[AnchoredTask]:
     return AnchoredTask(task, number)
 
 
-def anchors_task(state: StateAPI, header: BlockHeaderAPI) -> Optional[Task]:
-    """The task anchored at ``header`` (whose post-state is ``state``): the best open task
-    that became best after this very block, or None when the block anchors no task.
+class BestTasks:
+    """`anchored_best_task` by state root, remembered.
 
-    A block anchors a task on every branch that contains it, so announcements and releases
-    can be checked against the anchor alone.
+    A state root names its state's whole content, registry code and storage included, and
+    the registry views asked (best_task, best_anchor, get_task, get_result) read storage
+    only, never the block's fields: the answer for a root is the same on every node and
+    every branch, so remembering it cannot change a verdict. The same state is
+    asked about often: sibling PoLe blocks share their parent, and every announcement,
+    release and key message is checked against its anchor's state, each ask a few registry
+    calls through the EVM (tens of ms, under the node lock).
     """
-    task = best_open_task(state)
-    if task is None or best_anchor(state) != (task.task_id, header.block_number):
-        return None
-    return task
+
+    def __init__(self, capacity: int = BEST_TASK_MEMORY) -> None:
+        self._capacity = capacity
+        self._memo: "OrderedDict[bytes, Optional[AnchoredTask]]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def at(
+        self, header: BlockHeaderAPI, state_of: Callable[[BlockHeaderAPI], StateAPI]
+    ) -> Optional[AnchoredTask]:
+        """`anchored_best_task` of `header`'s post-state (`state_of(header)` when not known)."""
+        key = bytes(header.state_root)
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        anchored = anchored_best_task(state_of(header))
+        with self._lock:
+            self._memo[key] = anchored
+            while len(self._memo) > self._capacity:
+                self._memo.popitem(last=False)
+        return anchored
+
+    def anchored_at(
+        self, header: BlockHeaderAPI, state_of: Callable[[BlockHeaderAPI], StateAPI]
+    ) -> Optional[Task]:
+        """The task anchored at ``header``: the best open task that became best after this
+        very block, or None when the block anchors no task.
+
+        A block anchors a task on every branch that contains it, so announcements and releases
+        can be checked against the anchor alone.
+        """
+        anchored = self.at(header, state_of)
+        if anchored is None or anchored.anchor_number != header.block_number:
+            return None
+        return anchored.task
 
 
 class AncestorIndex:

@@ -26,7 +26,7 @@ from eth_utils import to_checksum_address
 
 from vm_hooks.params import CHAIN_ID
 
-from .anchor import AncestorIndex, HeaderByHash, anchored_best_task
+from .anchor import AncestorIndex, BestTasks, HeaderByHash
 from .idle_pow import IdleParams, expected_work, meets_work, pow_hash
 from .registry_calls import Task
 from .seal import (
@@ -209,6 +209,7 @@ class PoLeConsensus(ConsensusAPI):
     verifier: SealVerifier = NoModelVerifier()
     _valid_seals: "OrderedDict[bytes, bool]" = OrderedDict()
     _ancestors: AncestorIndex = AncestorIndex()
+    _best_tasks: BestTasks = BestTasks()
 
     def __init__(self, context: ConsensusContextAPI) -> None:
         self._db = context.db
@@ -231,6 +232,7 @@ class PoLeConsensus(ConsensusAPI):
                 "verifier": verifier or NoModelVerifier(),
                 "_valid_seals": OrderedDict(),
                 "_ancestors": AncestorIndex(),
+                "_best_tasks": BestTasks(),
             },
         )
 
@@ -275,7 +277,7 @@ class PoLeConsensus(ConsensusAPI):
         """The best open task of the parent state, its deadline, its anchor on this branch,
         then the model verifier against that anchor."""
         parent = header_by_hash(header.parent_hash)
-        anchored = anchored_best_task(state_at(self._db, parent))
+        anchored = self._best_tasks.at(parent, lambda header: state_at(self._db, header))
         task = validate_task_selection(sealed, anchored.task if anchored else None)
         validate_task_deadline(header, task)
         assert anchored is not None  # validate_task_selection refused "no task open"

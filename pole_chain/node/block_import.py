@@ -115,6 +115,14 @@ class BlockImporter:
                 f"#{block.number} {encode_hex(block.hash)}"
             ) from None
 
+    def check_header_seal(self, block: BlockAPI) -> None:
+        """The seal rules its header shows on its own (signature, proof of work), which
+        import checks first too; BlockRejected when they fail. Reads no chain state."""
+        try:
+            self._chain.validate_seal(block.header)
+        except ValidationError as exc:
+            raise BlockRejected(f"invalid block #{block.number}: {exc}") from exc
+
     def decode(self, rlp_bytes: bytes) -> BlockAPI:
         """The block in `rlp_bytes`, decoded for its own fork; BlockRejected if it does not."""
         def decode(number: int) -> BlockAPI:

@@ -6,6 +6,14 @@ known, parent missing (sync), data missing (fetch the release and model, then re
 yet timely (a clock difference, nobody's fault), invalid (the sender is to blame) or a bug in
 this node (never the sender's fault: see block_import.NodeBug).
 
+A PoLe block whose release or model is not here is classified DATA_MISSING before it is
+imported, without the node lock: trying the import would first wait for the lock (another
+sibling's import, a few hundred ms when three arrive together) only to fail the data check,
+and the fetch could not start meanwhile. Its header's own seal rules are still checked
+first, as import does, so a forged seal is INVALID and never held. The lookups made without
+the lock are of headers, which once stored never change or go, and of the solution book,
+which has its own lock.
+
 Blocks taken in here are remembered as coming from the network, so the publisher, which
 hears of every new head, does not gossip them back out (gossipsub relays what the node
 accepted; synced blocks are old news to the peers that sent them). `from_network()` marks a
@@ -57,8 +65,15 @@ class IntakeResult:
 class BlockIntake:
     """Imports peers' blocks and tells callers (and listeners) where they came from."""
 
-    def __init__(self, importer: BlockImporter, reader: ChainReader, lock: NodeLock) -> None:
+    def __init__(
+        self,
+        importer: BlockImporter,
+        reader: ChainReader,
+        lock: NodeLock,
+        lacks_data: Callable[[BlockAPI], bool] = lambda block: False,
+    ) -> None:
         self._importer = importer
+        self._lacks_data = lacks_data
         self._reader = reader
         self._lock = lock
         self._inbound = threading.local()
@@ -87,15 +102,21 @@ class BlockIntake:
 
     def take(self, rlp_bytes: bytes) -> IntakeResult:
         """Decode, classify and (when it can) import one RLP block from a peer."""
-        with self._lock:  # one consistent head for the decode and the lookups
+        try:
+            block = self._importer.decode(rlp_bytes)
+        except BlockRejected as exc:
+            return IntakeResult(Outcome.INVALID, None, str(exc))
+        if self._reader.has_header(block.hash):
+            return IntakeResult(Outcome.KNOWN, block)
+        if not self._reader.has_header(block.header.parent_hash):
+            return IntakeResult(Outcome.UNKNOWN_PARENT, block)
+        if self._lacks_data(block):
             try:
-                block = self._importer.decode(rlp_bytes)
+                self._importer.check_header_seal(block)
             except BlockRejected as exc:
-                return IntakeResult(Outcome.INVALID, None, str(exc))
-            if self._reader.has_header(block.hash):
-                return IntakeResult(Outcome.KNOWN, block)
-            if not self._reader.has_header(block.header.parent_hash):
-                return IntakeResult(Outcome.UNKNOWN_PARENT, block)
+                return IntakeResult(Outcome.INVALID, block, str(exc))
+            return IntakeResult(Outcome.DATA_MISSING, block, "its release or model is not here")
+        with self._lock:
             return self._import(block)
 
     def _import(self, block: BlockAPI) -> IntakeResult:

@@ -19,6 +19,7 @@ full outbox drops the oldest work rather than stalling block production.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -32,7 +33,7 @@ from miner.encrypted_tasks import KeyBundle, KeyRequest
 from pole_chain.net import Network, NetworkConfig, NetworkError, Verdict
 from pole_chain.node.admission import TransactionAdmission
 from pole_chain.node.blob_store import BlobLimitExceeded, BlobStore
-from pole_chain.node.block_data import BlockDataFetcher, PendingBlocks
+from pole_chain.node.block_data import BlockDataFetcher, PendingBlocks, lacks_block_data
 from pole_chain.node.block_import import BlockImporter
 from pole_chain.node.block_intake import BlockIntake, Outcome
 from pole_chain.node.early_gossip import HeldMessage
@@ -79,7 +80,10 @@ class NetworkService:
     def __init__(self, parts: NodeParts, config: NetworkConfig) -> None:
         self._parts = parts
         self.view = NodeChainView(parts.reader, parts.lock, parts.solutions, parts.withholding)
-        self.intake = BlockIntake(parts.importer, parts.reader, parts.lock)
+        self.intake = BlockIntake(
+            parts.importer, parts.reader, parts.lock,
+            lacks_data=functools.partial(lacks_block_data, parts.solutions),
+        )
         self.sink = GossipSink(
             intake=self.intake, transactions=parts.transactions, solutions=parts.solutions,
             key_book=parts.key_book, tasks=parts.tasks, blobs=parts.blobs, lock=parts.lock,

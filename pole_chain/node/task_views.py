@@ -14,7 +14,7 @@ from eth_typing import Hash32
 
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.locking import NodeLock
-from vm_hooks.anchor import AncestorIndex, anchored_best_task, anchors_task
+from vm_hooks.anchor import AncestorIndex, BestTasks
 from vm_hooks.registry_calls import read_task
 from vm_hooks.registry_calls import view as registry_view
 from vm_hooks.task import Task, TaskAnchor
@@ -41,6 +41,7 @@ class TaskViews:
         self._lock = lock
         self._open_digests: OpenTaskDigests | None = None
         self._ancestors = AncestorIndex()
+        self._best_tasks = BestTasks()
 
     def all(self) -> list[Task]:
         """Every task of the registry at the head, by id, with its result once settled."""
@@ -63,7 +64,7 @@ class TaskViews:
         with its anchor on that branch."""
         with self._lock:
             parent = parent or self._reader.head()
-            anchored = anchored_best_task(self._reader.state_at(parent))
+            anchored = self._best_tasks.at(parent, self._reader.state_at)
             if anchored is None:
                 return None
             number = anchored.anchor_number
@@ -76,7 +77,7 @@ class TaskViews:
         releases name their anchor, so they are checked against it on any branch."""
         with self._lock:
             anchor: BlockHeaderAPI = self._reader.header(anchor_hash)
-            task = anchors_task(self._reader.state_at(anchor), anchor)
+            task = self._best_tasks.anchored_at(anchor, self._reader.state_at)
             if task is None:
                 return None
             return replace(task, anchor=TaskAnchor(anchor.block_number, anchor.hash))
