@@ -13,7 +13,8 @@ from pole_chain.chain.block_production import (
     sign_pole_block,
     solve_idle_block,
 )
-from vm_hooks.anchor import anchored_best_task
+from vm_hooks.anchor import BestTasks, anchored_best_task
+from vm_hooks.consensus import state_at
 from vm_hooks.seal import Seal, header_fields
 from vm_hooks.seal_errors import TaskDeadlineError, TaskSelectionError
 
@@ -127,3 +128,23 @@ def test_the_better_test_accuracy_wins_over_a_branch_with_more_idle_blocks(task_
     idle_only = replay(task_chain.blocks + long_branch)
     idle_only.import_block(pole_on(chain, anchor, test_bps=1, key=miner_key(b"low")))
     assert idle_only.get_canonical_head().block_number == anchor.block_number + 1  # PoLe wins
+
+
+def test_the_best_task_of_a_state_is_remembered_by_state_root_and_anchors_only_its_block(task_chain):
+    chain = task_chain.chain
+    anchor = task_chain.blocks[0].header
+    later = produce_idle_block(chain, [transfer(chain, 0)], timestamp=anchor.timestamp + 1).block
+    asked: list[bytes] = []
+
+    def state_of(header):
+        asked.append(header.hash)
+        return state_at(chain.chaindb.db, header)
+
+    best = BestTasks()
+    for header in (anchor, anchor, later.header, later.header):
+        assert best.at(header, state_of) == anchored_best_task(state_at(chain.chaindb.db, header))
+    assert asked == [anchor.hash, later.hash]  # each state asked once
+    assert best.anchored_at(anchor, state_of).task_id == 1  # task 1 became best after it
+    assert best.anchored_at(later.header, state_of) is None  # still task 1's, anchored earlier
+    genesis = chain.get_canonical_block_header_by_number(0)
+    assert best.at(genesis, state_of) is None and best.anchored_at(genesis, state_of) is None
