@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import ClassVar, Iterable, Mapping, TypeVar, Union
 
 import rlp
+from rlp.codec import consume_length_prefix
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_keys.exceptions import BadSignature as _EthKeysBadSignature
@@ -356,6 +357,15 @@ def decode_typed(data: bytes, types: Mapping[int, type], max_size: int):
     cls = types.get(data[0])
     if cls is None:
         raise MessageError(f"unknown message type 0x{data[0]:02x}")
+    try:
+        _, _, length, start = consume_length_prefix(data, 1)
+    except (rlp.DecodingError, IndexError) as error:  # IndexError: the prefix is cut short
+        raise MessageError(f"malformed {cls.NAME}: {error}") from error
+    if start + length > len(data):  # said apart from other junk: pyrlp calls it "-N superfluous"
+        raise MessageError(
+            f"malformed {cls.NAME}: truncated, its body declares {length} bytes and "
+            f"{len(data) - start} arrived"
+        )
     try:
         items = rlp.decode(data[1:], strict=True)
     except rlp.DecodingError as error:

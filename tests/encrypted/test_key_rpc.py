@@ -155,7 +155,7 @@ def _malformed_requests(posted: PostedTask) -> list[tuple[str, str]]:
         ("0x", "malformed KeyRequest: empty message"),
         ("0x03", "malformed KeyRequest: "),
         (encode_hex(b"\x03junk bytes, not RLP"), "malformed KeyRequest: "),
-        (encode_hex(valid[:-7]), "malformed KeyRequest: "),  # truncated
+        (encode_hex(valid[:-7]), "malformed KeyRequest: truncated, its body declares 128 bytes and 121 arrived"),
         (encode_hex(valid + b"\x00"), "malformed KeyRequest: "),  # trailing bytes
         (encode_hex(b"\x01" + valid[1:]), "malformed KeyRequest: unknown message type 0x01"),
         (encode_hex(b"\x03" + bytes(600)), "malformed KeyRequest: message is 601 bytes, limit 512"),

@@ -194,7 +194,9 @@ def test_rejects_non_bytes() -> None:
 def test_rejects_every_truncation(make) -> None:
     encoding = make().encode()
     for length in range(1, len(encoding)):
-        with pytest.raises(MessageError):
+        # past the type byte and the RLP list prefix (at most 3 bytes here), a cut body is
+        # called truncated, not pyrlp's "-N superfluous bytes"
+        with pytest.raises(MessageError, match="truncated" if length >= 5 else ""):
             decode(encoding[:length])
 
 
