@@ -1,7 +1,8 @@
 """A whole PoLe task on a 4-node network of separate processes, then a late node re-verifying it.
 
-    nodes      0 - 1 - 2 - 3 (a line: gossip and blobs cross up to three hops); node 0 mines
-               idle blocks so the chain moves while the miners train
+    nodes      0 - 1 - 2 - 3 - 4 (a line: gossip and blobs cross up to four hops); node 0
+               mines idle blocks so the chain moves while the miners train; node 4 serves
+               nobody and is killed with SIGKILL once the task is anchored
     miners     three `pole mine --once` processes, miner j on node j, each reaching only its
                own node's RPC (its node gossips its bond, announcement and block for it)
     data node  `pole task post` and `pole task release --auto` against node 3, the one node
@@ -9,14 +10,19 @@
                the network
     checks     every node converges on one head with the task settled to the best test
                accuracy (each admitted model re-evaluated here on the secret test set);
+               node 4, restarted on its datadir after the task settled, resumes from the
+               head it had stored (same peer id), syncs the PoLe block with its release
+               and model from its peer, and agrees;
                a fresh node started after the task syncs from genesis and holds the task's
                release, test set and winning model: it cannot import a PoLe block without
                them (the seal checks re-evaluate the model on the released test set), and
                they exist only as blobs on its peers, so holding them and agreeing on the
                head means it fetched them and re-verified every PoLe block.
 
-This is the issue's "3 miners and 1 data node on 4 nodes agree on the same head after a task"
-and "a fresh node joining after a task re-verifies every PoLe block from peers' blobs".
+This is the issue's "3 miners and 1 data node on 4 nodes agree on the same head after a task",
+"a node killed with SIGKILL mid-task restarts from its data directory, syncs, and agrees
+again with nothing lost" and "a fresh node joining after a task re-verifies every PoLe block
+from peers' blobs".
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from pole_chain.clients.data_node import load_test_set, task_dir
 from pole_chain.devnet.cluster import Cluster
 from pole_chain.devnet.node_process import PACKAGE_ROOT, child_environment
 from pole_chain.devnet.probes import bonded_everywhere
-from tests.network import converged, head_number, rpc, wait_until
+from tests.network import converged, head_number, peer_id, rpc, wait_until
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.task import TaskStatus
 
@@ -46,7 +52,7 @@ TASK_WAIT = 300.0  # three miners train on a shared 2-core machine next to four 
 
 @pytest.fixture
 def network(tmp_path):
-    net = Cluster(tmp_path / "cluster", nodes=4, miners=3, miner_args=("--once", "--poll", "0.5"))
+    net = Cluster(tmp_path / "cluster", nodes=5, miners=3, miner_args=("--once", "--poll", "0.5"))
     net.start()
     yield net
     net.stop()
@@ -91,34 +97,59 @@ def settled_everywhere(nodes, task_id: int):
     return results[0] if all(r == results[0] for r in results) else None
 
 
-def post_and_release(net: Cluster, workdir) -> int:
-    """`pole task post` then `pole task release --auto` on node 3; the task id."""
-    data_rpc = ("--rpc", net.members[3].url, "--key", encode_hex(bytes(POSTER.key)))
+def data_rpc(net: Cluster) -> tuple[str, ...]:
+    """The data node's options: node 3's RPC and the poster's key."""
+    return ("--rpc", net.members[3].url, "--key", encode_hex(bytes(POSTER.key)))
+
+
+def post(net: Cluster, workdir) -> int:
+    """`pole task post` on node 3; the task id."""
     posted = pole_cli(
-        "task", "post", *data_rpc, "--dataset", "digits", "--model", "mlp", "--accuracy", "0.9",
-        "--solutions", str(len(MINERS)), "--time-limit", "600", "--workdir", str(workdir),
+        "task", "post", *data_rpc(net), "--dataset", "digits", "--model", "mlp",
+        "--accuracy", "0.9", "--solutions", str(len(MINERS)), "--time-limit", "600",
+        "--workdir", str(workdir),
     )
-    task_id = int(posted.split()[-1])
-    pole_cli("task", "release", str(task_id), "--auto", *data_rpc, "--workdir", str(workdir))
-    return task_id
+    return int(posted.split()[-1])
+
+
+def release(net: Cluster, workdir, task_id: int) -> None:
+    """`pole task release --auto` on node 3: returns once the release is out."""
+    pole_cli("task", "release", str(task_id), "--auto", *data_rpc(net), "--workdir", str(workdir))
+
+
+def anchored(node, task_id: int) -> bool:
+    task = pole_web3(node.url).pole.best_task()
+    return task is not None and task.task_id == task_id and task.anchor is not None
 
 
 def test_three_miners_and_a_data_node_on_four_nodes_settle_one_task_everywhere(network, tmp_path):
     net, workdir = network, tmp_path / "data-node"
     wait_until(lambda: bonded_everywhere(net.members, [a.address for a in MINERS]), timeout=120,
                what="every miner bonded on every node")
-    task_id = post_and_release(net, workdir)
+    task_id = post(net, workdir)
+    killed = net.members[4]
+    wait_until(lambda: anchored(killed, task_id), what="the task anchored on node 4")
+    identity, stored = peer_id(killed), head_number(killed)
+    killed.kill()  # SIGKILL mid-task: the miners are training
+    release(net, workdir, task_id)
     for index, miner in enumerate(net.miner_processes):  # --once: each exits 0 once it sealed
         assert miner.wait(timeout=TASK_WAIT) == 0, (net.root / f"miner{index}.log").read_text()
-    result = wait_until(lambda: settled_everywhere(net.members, task_id), timeout=TASK_WAIT,
-                        what="the task settled alike on every node")
+    running = net.members[:4]
+    result = wait_until(lambda: settled_everywhere(running, task_id), timeout=TASK_WAIT,
+                        what="the task settled alike on every running node")
     assert result.test_bps == best_admitted_test_bps(net, workdir, task_id)
-    height = wait_until(lambda: converged(net.members, at_least=result.block_number + 2),
-                        what="one head on every node")
     winner = rpc(net.members[3], "eth_getBlockByNumber", [hex(result.block_number), False])
     assert to_canonical_address(winner["miner"]) == result.winner
 
-    late = net.start_node(4)  # a new datadir: starts at genesis, dials node 3
+    restarted = net.members[4] = net.start_node(4)
+    assert peer_id(restarted) == identity  # the peer key lives in the datadir
+    assert head_number(restarted) >= stored  # resumed, not resynced from genesis
+    height = wait_until(lambda: converged(net.members, at_least=result.block_number + 2),
+                        what="one head on every node, the restarted one too")
+    assert settled_everywhere(net.members, task_id) == result
+    assert pole_web3(restarted.url).pole.get_model(result.model_commitment) is not None
+
+    late = net.start_node(5)  # a new datadir: starts at genesis, dials node 4
     net.members.append(late)
     wait_until(lambda: head_number(late) >= height, timeout=TASK_WAIT, what="the late node synced")
     wait_until(lambda: converged(net.members, at_least=height), what="the late node agrees")
