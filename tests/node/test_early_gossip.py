@@ -3,20 +3,13 @@ from __future__ import annotations
 
 from pole_chain.net import Kind, Verdict
 from pole_chain.node.early_gossip import EarlyGossip, HeldMessage
+from tests.net.test_peer_score import Clock
 
 ANCHOR, OTHER = b"\x01" * 32, b"\x02" * 32
 
 
 def message(payload: bytes) -> HeldMessage:
     return HeldMessage(Kind.ANNOUNCEMENT, payload, lambda raw: Verdict.ACCEPT)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_messages_come_back_once_for_their_anchor_in_arrival_order():
