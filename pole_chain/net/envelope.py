@@ -35,6 +35,7 @@ class Kind(enum.Enum):
     RELEASE = "release"
     KEY_REQUEST = "key-request"
     KEY_BUNDLE = "key-bundle"
+    MODEL = "model"
 
 
 #: A key bundle travels in its gossip form (docs/NETWORK.md, "Keys of encrypted tasks"):
@@ -47,7 +48,8 @@ MAX_KEY_BUNDLE_GOSSIP_SIZE = (
 )
 
 #: Largest payload accepted per kind. Transactions follow geth's txMaxSize (128 KiB); the
-#: signed messages their own codec's limit; blocks whatever the frame leaves.
+#: signed messages their own codec's limit; blocks and models whatever the frame leaves (a
+#: bigger model travels only as block data, fetched by /pole/blockdata/1).
 PAYLOAD_LIMITS: dict[Kind, int] = {
     Kind.TRANSACTION: 128 * 1024,
     Kind.BLOCK: GOSSIP_FRAME_LIMIT - FRAME_OVERHEAD,
@@ -55,6 +57,7 @@ PAYLOAD_LIMITS: dict[Kind, int] = {
     Kind.RELEASE: MAX_MESSAGE_SIZE,
     Kind.KEY_REQUEST: MAX_KEY_REQUEST_SIZE,
     Kind.KEY_BUNDLE: MAX_KEY_BUNDLE_GOSSIP_SIZE,
+    Kind.MODEL: GOSSIP_FRAME_LIMIT - FRAME_OVERHEAD,
 }
 
 

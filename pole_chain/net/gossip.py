@@ -62,6 +62,7 @@ class Gossip:
             Kind.RELEASE: sink.on_release,
             Kind.KEY_REQUEST: sink.on_key_request,
             Kind.KEY_BUNDLE: sink.on_key_bundle,
+            Kind.MODEL: sink.on_model,
         }
 
     async def start(self, nursery: trio.Nursery) -> None:

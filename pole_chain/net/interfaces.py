@@ -123,6 +123,11 @@ class NodeSink(Protocol):
         derives them from the anchor and the miner)."""
         ...
 
+    def on_model(self, message: bytes) -> Verdict:
+        """A revealed model with its miner and anchor (pole_chain.node.model_gossip), sent
+        ahead of the PoLe block that cites it so each hop need not fetch it."""
+        ...
+
     def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
         """A peer's status after the handshake: the hook that starts a sync when it leads."""
         ...

@@ -170,6 +170,10 @@ class Network:
         """Gossip a verified KeyBundle in its gossip form (its rows left out)."""
         self.publish(Kind.KEY_BUNDLE, gossip_form)
 
+    def publish_model(self, message: bytes) -> None:
+        """Gossip a revealed model a release admits (pole_chain.node.model_gossip)."""
+        self.publish(Kind.MODEL, message)
+
     async def _host_publish(self, kind: Kind, payload: bytes) -> None:
         assert self._host.gossip is not None
         await self._host.gossip.publish(kind, payload)

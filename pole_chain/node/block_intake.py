@@ -35,6 +35,7 @@ from eth_utils import ValidationError
 from pole_chain.node.block_import import BlockImporter, BlockRejected, NodeBug
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.locking import NodeClosed, NodeLock
+from vm_hooks.seal import BlockKind, SealError, read_seal
 from vm_hooks.seal_errors import DataUnavailableError
 
 log = logging.getLogger("pole.net")
@@ -50,6 +51,7 @@ class Outcome(enum.Enum):
     KNOWN = "known"
     UNKNOWN_PARENT = "unknown parent"
     DATA_MISSING = "data missing"
+    DEFERRED = "deferred"  # a PoLe block from gossip: imported off the gossip path
     NOT_YET = "not yet"  # e.g. ahead of this node's clock: acceptable later
     INVALID = "invalid"
     NODE_BUG = "node bug"
@@ -100,8 +102,13 @@ class BlockIntake:
         """Whether a block was imported from a peer (call under the node lock)."""
         return bytes(block_hash) in self._received
 
-    def take(self, rlp_bytes: bytes) -> IntakeResult:
-        """Decode, classify and (when it can) import one RLP block from a peer."""
+    def take(self, rlp_bytes: bytes, *, defer_pole: bool = False) -> IntakeResult:
+        """Decode, classify and (when it can) import one RLP block from a peer.
+
+        `defer_pole` (gossip) answers DEFERRED for a PoLe block whose data is here, after its
+        header seal checks: importing it re-evaluates a model, seconds for a large one, and
+        py-libp2p drops a message whose validator runs past 5 s; the pending queue imports it
+        and the node publishes it."""
         try:
             block = self._importer.decode(rlp_bytes)
         except BlockRejected as exc:
@@ -110,12 +117,15 @@ class BlockIntake:
             return IntakeResult(Outcome.KNOWN, block)
         if not self._reader.has_header(block.header.parent_hash):
             return IntakeResult(Outcome.UNKNOWN_PARENT, block)
-        if self._lacks_data(block):
+        lacks_data = self._lacks_data(block)
+        if lacks_data or (defer_pole and _is_pole(block)):
             try:
                 self._importer.check_header_seal(block)
             except BlockRejected as exc:
                 return IntakeResult(Outcome.INVALID, block, str(exc))
-            return IntakeResult(Outcome.DATA_MISSING, block, "its release or model is not here")
+            if lacks_data:
+                return IntakeResult(Outcome.DATA_MISSING, block, "its release or model is not here")
+            return IntakeResult(Outcome.DEFERRED, block, "imported by the pending queue")
         with self._lock:
             return self._import(block)
 
@@ -137,6 +147,13 @@ class BlockIntake:
             return IntakeResult(Outcome.NODE_BUG, block, str(exc))
         self.on_imported(bytes(block.hash))
         return IntakeResult(Outcome.IMPORTED, block)
+
+
+def _is_pole(block: BlockAPI) -> bool:
+    try:
+        return read_seal(block.header).kind is BlockKind.POLE
+    except SealError:
+        return False  # malformed: import will say invalid
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -1,7 +1,7 @@
 """Incoming gossip through the node's own admission paths, and the verdict for gossipsub.
 
 Every message is taken in by the same service an RPC call would use (TransactionAdmission,
-BlockImporter via BlockIntake, the SolutionBook for announcements and releases, the KeyBook
+BlockImporter via BlockIntake, the SolutionBook for announcements, releases and models, the KeyBook
 for key requests and bundles), so a peer can do nothing a local client could not. The
 verdict decides relaying and blame:
 - ACCEPT: taken in; gossipsub relays it;
@@ -9,8 +9,9 @@ verdict decides relaying and blame:
   starts), a PoLe block whose data is not here yet (held pending, fetched, imported and
   published by this node once complete), a transaction the pool refuses by its own policy
   (nonce, price, pool full: views differ between nodes), a full key book, a bug in this
-  node (logged); an announcement, release, key request or bundle whose anchor block is not
-  here yet is held (EarlyGossip) and taken in, then published by this node, once it is;
+  node (logged), a model no release held here admits; an announcement, release, key
+  request or bundle whose anchor block is not here yet is held (EarlyGossip) and taken
+  in, then published by this node, once it is;
 - REJECT: malformed or invalid by the rules (bad encoding, bad signature, invalid block, a
   key request or bundle naming a block that does not anchor its task, a bundle not signed
   by the task's poster): not relayed, and the sender is penalised. Which task a block
@@ -40,6 +41,7 @@ from pole_chain.node.key_book import (
     bundle_from_gossip_form,
 )
 from pole_chain.node.locking import NodeClosed, NodeLock
+from pole_chain.node.model_gossip import ModelGossipError, decode_model_gossip
 from pole_chain.node.mempool import TransactionRejected
 from pole_chain.node.solution_book import SolutionBook, SolutionRejected
 from pole_chain.node.task_views import TaskViews
@@ -52,6 +54,7 @@ _BLOCK_VERDICTS = {
     Outcome.KNOWN: Verdict.IGNORE,
     Outcome.UNKNOWN_PARENT: Verdict.IGNORE,
     Outcome.DATA_MISSING: Verdict.IGNORE,
+    Outcome.DEFERRED: Verdict.IGNORE,
     Outcome.NOT_YET: Verdict.IGNORE,
     Outcome.INVALID: Verdict.REJECT,
     Outcome.NODE_BUG: Verdict.IGNORE,
@@ -101,10 +104,11 @@ class GossipSink:
         return Verdict.ACCEPT
 
     def on_block(self, rlp_block: bytes) -> Verdict:
-        result = self._intake.take(rlp_block)
+        result = self._intake.take(rlp_block, defer_pole=True)
         if result.outcome is Outcome.UNKNOWN_PARENT:
             self.wake_sync()
-        elif result.outcome is Outcome.DATA_MISSING and self.pending is not None:
+        elif (result.outcome in (Outcome.DATA_MISSING, Outcome.DEFERRED)
+                and self.pending is not None):
             assert result.block is not None
             self.pending.add(result.block, rlp_block)
         elif result.outcome is Outcome.INVALID:
@@ -157,6 +161,22 @@ class GossipSink:
         except MessageError:
             return Verdict.REJECT
         return self._store_keys(self._key_book.add_bundle, bundle, task)
+
+    def on_model(self, message: bytes) -> Verdict:
+        try:
+            anchor, miner, model, commitment = decode_model_gossip(message)
+        except ModelGossipError:
+            return Verdict.REJECT
+        if not self._solutions.is_admitted(commitment):
+            return Verdict.IGNORE  # no release held here names it (see model_gossip)
+        try:
+            with self._lock:
+                if self._solutions.model_for(commitment) is not None:
+                    return Verdict.IGNORE
+                self._solutions.reveal_model(model, miner, anchor)
+        except BlobLimitExceeded:
+            return Verdict.IGNORE
+        return Verdict.ACCEPT
 
     def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
         self.status_listener(peer_id, status)

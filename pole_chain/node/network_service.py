@@ -9,9 +9,9 @@ Composition (docs/NETWORK.md, "The node on the network"):
   (a release's blobs may take a while to fetch) and published by this node when accepted;
 - `Synchronizer` catches up with leading peers and follows reorgs;
 - the outbox publishes, off the caller's thread, what this node admitted on its own:
-  transactions (RPC), blocks it sealed or mined, announcements and releases (RPC), key
-  requests and bundles its KeyBook stored from RPC (a bundle in its gossip form), and
-  pending blocks once imported. Gossip the node accepted is relayed by gossipsub itself.
+  transactions (RPC), blocks it sealed or mined, announcements, releases and admitted
+  models (RPC), key requests and bundles its KeyBook stored from RPC (a bundle in its
+  gossip form), and pending blocks once imported. Gossip the node accepted is relayed by gossipsub itself.
 - open tasks' datasets and model specs are fetched when a head names ones not held here,
   so a miner whose node is not the data node's finds them on its own node.
 Publishing never blocks a node thread (they hold the node lock while they notify) and a
@@ -42,6 +42,7 @@ from pole_chain.node.events import NodeEvents
 from pole_chain.node.gossip_sink import GossipSink
 from pole_chain.node.key_book import KeyBook, KeyRequestRejected, bundle_gossip_form
 from pole_chain.node.locking import NodeLock
+from pole_chain.node.model_gossip import encode_model_gossip
 from pole_chain.node.peer_view import NodeChainView
 from pole_chain.node.solution_book import SolutionBook
 from pole_chain.node.sync import Synchronizer
@@ -152,6 +153,13 @@ class NetworkService:
     def publish_release(self, encoded: bytes) -> None:
         """Gossip a release this node stored from its RPC."""
         self._send(lambda: self.network.publish_release(encoded))
+
+    def publish_model(self, anchor_hash: bytes, miner: bytes, model: bytes) -> None:
+        """Gossip a model revealed over this node's RPC that a release admits (a model too
+        big for the topic is left to block-data fetches)."""
+        encoded = encode_model_gossip(anchor_hash, miner, model)
+        if encoded is not None:
+            self._send(lambda: self.network.publish_model(encoded))
 
     def _on_key_request(self, request: KeyRequest) -> None:
         """Gossip a key request the key book stored from this node's RPC."""

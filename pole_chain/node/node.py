@@ -193,6 +193,14 @@ class Node:
             self.network.publish_announcement(announcement.encode())
         return stored
 
+    def reveal_model(self, model: bytes, coinbase: bytes, anchor_hash: bytes) -> bytes:
+        """Store a revealed model (SolutionBook); gossip it once a release here admits it,
+        so peers hold it before the block that cites it arrives. Returns its commitment."""
+        commitment = self.solutions.reveal_model(model, coinbase, anchor_hash)
+        if self.network is not None and self.solutions.is_admitted(commitment):
+            self.network.publish_model(anchor_hash, coinbase, model)
+        return commitment
+
     def add_release(self, release: Release, task: Task) -> bool:
         """Store the poster's release (SolutionBook) and gossip it if it was new."""
         stored = self.solutions.add_release(release, task)

@@ -177,9 +177,13 @@ class SolutionBook:
         commitment = commitment_for(model_blob, coinbase, anchor_hash)
         digest = self.blobs.put(model_blob)
         self._db[_MODEL_KEY + commitment] = digest
-        if self._db.get(_ADMITTED_KEY + commitment) is not None:
+        if self.is_admitted(commitment):
             self.blobs.keep(digest)  # a stored release admits it: a block may cite it
         return commitment
+
+    def is_admitted(self, commitment: bytes) -> bool:
+        """Whether a release stored here admits this model commitment (a block may cite it)."""
+        return self._db.get(_ADMITTED_KEY + bytes(commitment)) is not None
 
     def model_for(self, commitment: bytes) -> Optional[bytes]:
         digest = self._db.get(_MODEL_KEY + bytes(commitment))

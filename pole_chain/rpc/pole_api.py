@@ -218,7 +218,7 @@ def pole_get_release(ctx: RpcContext, task_id: int, anchor_hash: bytes) -> str |
 def pole_reveal_model(ctx: RpcContext, model: bytes, coinbase: bytes, anchor_hash: bytes) -> str:
     """Store a revealed model blob; returns its commitment for this coinbase and anchor."""
     try:
-        return fmt.hex_data(ctx.node.solutions.reveal_model(model, coinbase, anchor_hash))
+        return fmt.hex_data(ctx.node.reveal_model(model, coinbase, anchor_hash))
     except BlobLimitExceeded as exc:
         raise RpcError(LIMIT_EXCEEDED, str(exc)) from exc
 

@@ -130,6 +130,9 @@ class RecordingSink:
     def on_key_bundle(self, message: bytes) -> Verdict:
         return self._take("key-bundle", message)
 
+    def on_model(self, message: bytes) -> Verdict:
+        return self._take("model", message)
+
     def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
         with self._changed:
             self.statuses[peer_id] = status

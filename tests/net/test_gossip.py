@@ -16,6 +16,7 @@ PUBLISH = {
     Kind.RELEASE: "publish_release",
     Kind.KEY_REQUEST: "publish_key_request",
     Kind.KEY_BUNDLE: "publish_key_bundle",
+    Kind.MODEL: "publish_model",
 }
 SINK_KIND = {
     Kind.TRANSACTION: "tx",
@@ -24,6 +25,7 @@ SINK_KIND = {
     Kind.RELEASE: "release",
     Kind.KEY_REQUEST: "key-request",
     Kind.KEY_BUNDLE: "key-bundle",
+    Kind.MODEL: "model",
 }
 
 

@@ -8,6 +8,8 @@
     data node  `pole task post` and `pole task release --auto` against node 3, the one node
                without a miner: the task, its blobs and the release reach the miners only by
                the network
+    observer   a libp2p peer of the test on node 3 records the model topic: the winning
+               model reached it by gossip, ahead of its block (docs/NETWORK.md)
     checks     every node converges on one head with the task settled to the best test
                accuracy (each admitted model re-evaluated here on the secret test set);
                node 4, restarted on its datadir after the task settled, resumes from the
@@ -41,7 +43,10 @@ from pole_chain.clients.data_node import load_test_set, task_dir
 from pole_chain.devnet.cluster import Cluster
 from pole_chain.devnet.node_process import PACKAGE_ROOT, child_environment
 from pole_chain.devnet.probes import bonded_everywhere
-from tests.network import converged, head_number, peer_id, rpc, wait_until
+from pole_chain.node.model_gossip import decode_model_gossip
+from tests.net.harness import RecordingSink, start_network
+from tests.network import converged, genesis_of, head_number, peer_id, rpc, wait_until
+from tests.network.test_misbehaving_peer import QuietChain
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.task import TaskStatus
 
@@ -73,10 +78,12 @@ def best_admitted_test_bps(net: Cluster, workdir, task_id: int) -> int:
     released = json.loads((task_dir(workdir, task_id) / "release.json").read_text())
     anchor = decode_hex(released["anchor_hash"])
     test_set = load_test_set(workdir, task_id)
-    w3 = pole_web3(net.members[0].url)
+    nodes = [pole_web3(node.url).pole for node in net.members[:4]]
     scores = []
     for admitted in released["admitted"]:
-        blob = w3.pole.get_model(decode_hex(admitted["model_commitment"]))
+        commitment = decode_hex(admitted["model_commitment"])
+        # a sibling that lost fork choice where it was sealed is not gossiped, but its model is
+        blob = next((b for b in (n.get_model(commitment) for n in nodes) if b is not None), None)
         assert blob is not None, "an admitted model was never revealed"
         model = decode_model(blob)
         miner = to_canonical_address(admitted["miner"])
@@ -122,10 +129,26 @@ def anchored(node, task_id: int) -> bool:
     return task is not None and task.task_id == task_id and task.anchor is not None
 
 
-def test_three_miners_and_a_data_node_on_four_nodes_settle_one_task_everywhere(network, tmp_path):
+@pytest.fixture
+def models_seen():
+    """A recording sink for the observer peer (what it heard on each topic)."""
+    return RecordingSink()
+
+
+@pytest.fixture
+def observer(network, models_seen):
+    peer = start_network(QuietChain(genesis_of(network.members[0])), models_seen)
+    yield peer
+    peer.stop()
+
+
+def test_three_miners_and_a_data_node_on_four_nodes_settle_one_task_everywhere(
+    network, observer, models_seen, tmp_path
+):
     net, workdir = network, tmp_path / "data-node"
     wait_until(lambda: bonded_everywhere(net.members, [a.address for a in MINERS]), timeout=120,
                what="every miner bonded on every node")
+    observer.add_peer(net.members[3].multiaddr)
     task_id = post(net, workdir)
     killed = net.members[4]
     wait_until(lambda: anchored(killed, task_id), what="the task anchored on node 4")
@@ -140,6 +163,8 @@ def test_three_miners_and_a_data_node_on_four_nodes_settle_one_task_everywhere(n
     assert result.test_bps == best_admitted_test_bps(net, workdir, task_id)
     winner = rpc(net.members[3], "eth_getBlockByNumber", [hex(result.block_number), False])
     assert to_canonical_address(winner["miner"]) == result.winner
+    gossiped = {decode_model_gossip(m)[3] for m in models_seen.payloads("model")}
+    assert result.model_commitment in gossiped  # from the winner's node, by gossip
 
     restarted = net.members[4] = net.start_node(4)
     assert peer_id(restarted) == identity  # the peer key lives in the datadir
