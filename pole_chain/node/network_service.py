@@ -154,6 +154,11 @@ class NetworkService:
         """Gossip a release this node stored from its RPC."""
         self._send(lambda: self.network.publish_release(encoded))
 
+    def publish_block(self, rlp_block: bytes) -> None:
+        """Gossip a block imported over this node's RPC that did not become its head (the
+        heads it adopts are published as they come)."""
+        self._send(lambda: self.network.publish_block(rlp_block))
+
     def publish_model(self, anchor_hash: bytes, miner: bytes, model: bytes) -> None:
         """Gossip a model revealed over this node's RPC that a release admits (a model too
         big for the topic is left to block-data fetches)."""

@@ -178,8 +178,19 @@ class Node:
         return self.transactions.submit(raw)
 
     def import_block(self, rlp_bytes: bytes) -> Hash32:
-        """Validate and import an RLP block built elsewhere (BlockImporter.import_block)."""
-        return self.importer.import_block(rlp_bytes)
+        """Validate and import an RLP block built elsewhere (BlockImporter.import_block).
+
+        The network publishes new heads; a block submitted here that did not become the head
+        (a PoLe sibling that loses fork choice on this node) is gossiped too, so every node
+        sees and checks every sealed solution, not only the ones that won where they landed.
+        """
+        block_hash = self.importer.import_block(rlp_bytes)
+        if self.network is not None:
+            with self.lock:
+                canonical = self.reader.is_canonical(self.reader.header(block_hash))
+            if not canonical:
+                self.network.publish_block(rlp_bytes)
+        return block_hash
 
     def build_pole_block(self, seal_request: SealRequest) -> BuiltBlock:
         """The unsigned PoLe block for a miner's seal (PoLeSealer.build); the miner signs it

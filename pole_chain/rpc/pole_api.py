@@ -271,7 +271,7 @@ def pole_build_block(ctx: RpcContext, request: SealRequest) -> dict[str, str]:
 def pole_submit_block(ctx: RpcContext, block_rlp: bytes) -> str:
     """Import an RLP-encoded block built elsewhere; returns its hash."""
     try:
-        return fmt.hex_data(ctx.node.importer.import_block(block_rlp))
+        return fmt.hex_data(ctx.node.import_block(block_rlp))
     except BlockRejected as exc:
         raise RpcError(SERVER_ERROR, str(exc)) from exc
     except NodeBug as exc:  # logged where it happened; not a verdict on the block

@@ -42,7 +42,7 @@ from miner.sml import SML_EXPANSION, sml_for
 from pole_chain.clients.data_node import load_test_set, task_dir
 from pole_chain.devnet.cluster import Cluster
 from pole_chain.devnet.node_process import PACKAGE_ROOT, child_environment
-from pole_chain.devnet.probes import bonded_everywhere
+from pole_chain.devnet.probes import bonded_everywhere, pole_block_imports
 from pole_chain.node.model_gossip import decode_model_gossip
 from tests.net.harness import RecordingSink, start_network
 from tests.network import converged, genesis_of, head_number, peer_id, rpc, wait_until
@@ -57,7 +57,10 @@ TASK_WAIT = 300.0  # three miners train on a shared 2-core machine next to four 
 
 @pytest.fixture
 def network(tmp_path):
-    net = Cluster(tmp_path / "cluster", nodes=5, miners=3, miner_args=("--once", "--poll", "0.5"))
+    net = Cluster(
+        tmp_path / "cluster", nodes=5, miners=3, node_args=("--log-level", "info"),
+        miner_args=("--once", "--poll", "0.5"),
+    )
     net.start()
     yield net
     net.stop()
@@ -124,6 +127,11 @@ def release(net: Cluster, workdir, task_id: int) -> None:
     pole_cli("task", "release", str(task_id), "--auto", *data_rpc(net), "--workdir", str(workdir))
 
 
+def all_siblings_everywhere(nodes) -> bool:
+    stored = [set(pole_block_imports(node.log_path)) for node in nodes]
+    return len(stored[0]) == len(MINERS) and all(s == stored[0] for s in stored)
+
+
 def anchored(node, task_id: int) -> bool:
     task = pole_web3(node.url).pole.best_task()
     return task is not None and task.task_id == task_id and task.anchor is not None
@@ -165,6 +173,8 @@ def test_three_miners_and_a_data_node_on_four_nodes_settle_one_task_everywhere(
     assert to_canonical_address(winner["miner"]) == result.winner
     gossiped = {decode_model_gossip(m)[3] for m in models_seen.payloads("model")}
     assert result.model_commitment in gossiped  # from the winner's node, by gossip
+    # every sealed sibling reaches every node, also one that lost where its miner submitted it
+    wait_until(lambda: all_siblings_everywhere(running), what="all three siblings on every node")
 
     restarted = net.members[4] = net.start_node(4)
     assert peer_id(restarted) == identity  # the peer key lives in the datadir
