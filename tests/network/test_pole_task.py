@@ -85,7 +85,7 @@ def best_admitted_test_bps(net: Cluster, workdir, task_id: int) -> int:
     scores = []
     for admitted in released["admitted"]:
         commitment = decode_hex(admitted["model_commitment"])
-        # a sibling that lost fork choice where it was sealed is not gossiped, but its model is
+        # any node that holds it: the test is about the winner, not about where models travel
         blob = next((b for b in (n.get_model(commitment) for n in nodes) if b is not None), None)
         assert blob is not None, "an admitted model was never revealed"
         model = decode_model(blob)
