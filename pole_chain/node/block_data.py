@@ -61,12 +61,9 @@ class BlockDataFetcher:
 
     def fetch_for(self, block: BlockAPI) -> bool:
         """Make the block's data local; True when all of it is here (not a validity verdict)."""
-        try:
-            sealed = read_seal(block.header)
-        except SealError:
-            return False  # malformed: import will say invalid
-        if sealed.seal.kind is not BlockKind.POLE:
-            return True
+        sealed = pole_seal(block)
+        if sealed is None:
+            return True  # no data to fetch: import decides
         release, model = _held(self._solutions, sealed)
         try:
             if release is None or model is None:
@@ -99,14 +96,21 @@ class BlockDataFetcher:
         return True
 
 
-def lacks_block_data(solutions: SolutionBook, block: BlockAPI) -> bool:
-    """Whether `block` is a PoLe block whose release or model `solutions` does not hold
-    (its task's blobs are checked by the import itself)."""
+def pole_seal(block: BlockAPI) -> SealedHeader | None:
+    """The seal of a PoLe block; None for any other block, or a seal that does not parse
+    (import says why)."""
     try:
         sealed = read_seal(block.header)
     except SealError:
-        return False  # malformed: import will say invalid
-    return sealed.seal.kind is BlockKind.POLE and None in _held(solutions, sealed)
+        return None
+    return sealed if sealed.seal.kind is BlockKind.POLE else None
+
+
+def lacks_block_data(solutions: SolutionBook, block: BlockAPI) -> bool:
+    """Whether `block` is a PoLe block whose release or model `solutions` does not hold
+    (its task's blobs are checked by the import itself)."""
+    sealed = pole_seal(block)
+    return sealed is not None and None in _held(solutions, sealed)
 
 
 def _held(solutions: SolutionBook, sealed: SealedHeader) -> tuple[Release | None, bytes | None]:

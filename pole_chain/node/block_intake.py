@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from eth.abc import BlockAPI
 from eth_utils import ValidationError
 
+from pole_chain.node.block_data import pole_seal
 from pole_chain.node.block_import import BlockImporter, BlockRejected, NodeBug
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.locking import NodeClosed, NodeLock
-from vm_hooks.seal import BlockKind, SealError, read_seal
 from vm_hooks.seal_errors import DataUnavailableError
 
 log = logging.getLogger("pole.net")
@@ -118,7 +118,7 @@ class BlockIntake:
         if not self._reader.has_header(block.header.parent_hash):
             return IntakeResult(Outcome.UNKNOWN_PARENT, block)
         lacks_data = self._lacks_data(block)
-        if lacks_data or (defer_pole and _is_pole(block)):
+        if lacks_data or (defer_pole and pole_seal(block) is not None):
             try:
                 self._importer.check_header_seal(block)
             except BlockRejected as exc:
@@ -147,13 +147,6 @@ class BlockIntake:
             return IntakeResult(Outcome.NODE_BUG, block, str(exc))
         self.on_imported(bytes(block.hash))
         return IntakeResult(Outcome.IMPORTED, block)
-
-
-def _is_pole(block: BlockAPI) -> bool:
-    try:
-        return read_seal(block.header).kind is BlockKind.POLE
-    except SealError:
-        return False  # malformed: import will say invalid
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

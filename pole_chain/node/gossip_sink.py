@@ -119,8 +119,8 @@ class GossipSink:
         return _BLOCK_VERDICTS[result.outcome]
 
     def on_announcement(self, message: bytes) -> Verdict:
-        try:  # the signature first: a forgery is rejected, never held for its anchor
-            announcement = SolutionAnnouncement.decode(message).verify(self._chain_id)
+        try:
+            announcement = SolutionAnnouncement.decode(message)
         except MessageError:
             return Verdict.REJECT
         held = HeldMessage(Kind.ANNOUNCEMENT, message, self.on_announcement)
@@ -128,7 +128,7 @@ class GossipSink:
 
     def on_release(self, message: bytes) -> Verdict:
         try:
-            release = Release.decode(message).verify(self._chain_id)
+            release = Release.decode(message)
         except MessageError:
             return Verdict.REJECT
         self._fetch_release_blobs(release)  # before the store takes the lock
@@ -211,12 +211,21 @@ class GossipSink:
                     return Verdict.IGNORE  # another branch's task, or stale
                 return Verdict.ACCEPT if store(message, task) else Verdict.IGNORE
         except HeaderNotFound:
-            self.early.hold(message.anchor_hash, held)
-            return Verdict.IGNORE
-        except MessageError:  # malformed keys or fields the store checks: never relayed
+            return self._hold(message, held)
+        except MessageError:  # a bad signature, fields the store checks: never relayed
             return Verdict.REJECT
         except (SolutionRejected, BlobLimitExceeded):
             return Verdict.IGNORE  # a closed height, a full store
+
+    def _hold(self, message: SolutionAnnouncement | Release, held: HeldMessage) -> Verdict:
+        """Keep a message whose anchor is not here yet, once its signature holds (the store
+        checks it when the anchor comes; a forgery is rejected now, never held)."""
+        try:
+            message.verify(self._chain_id)
+        except MessageError:
+            return Verdict.REJECT
+        self.early.hold(message.anchor_hash, held)
+        return Verdict.IGNORE
 
     def _fetch_release_blobs(self, release: Release) -> None:
         """What a release makes public (its test set; an encrypted task's clear training set)
