@@ -7,13 +7,16 @@ never heard of the solution (bench.block_intervals, 7 of 20 releases waited 30 s
                node 1 does not hold the anchor block
     harness    a libp2p peer of the test, connected to node 1 only, gossips a miner's signed
                announcement for that anchor: node 1 holds it (pole_nodeStatus earlyGossip)
-               and blames nobody
+               and blames nobody; a forged one for the same anchor is rejected (points),
+               not held
     heal       node 1 syncs the anchor block, takes the announcement in and publishes it;
                node 0, which only node 1 could have told, stores it
 """
 from __future__ import annotations
 
 import secrets
+
+from eth_utils import to_canonical_address
 
 from miner.messages import SolutionAnnouncement
 from miner.pole_module import pole_web3
@@ -27,6 +30,11 @@ from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import CHAIN_ID
 
 POSTER, MINER = dev_accounts()[0], dev_accounts()[1]
+OTHER_MINER = to_canonical_address(dev_accounts()[2].address)
+
+
+def penalty(node, peer: str) -> float:
+    return next(p["penalty"] for p in rpc(node, "admin_peers") if p["id"] == peer)
 
 
 def early_gossip(node) -> int:
@@ -63,6 +71,10 @@ def test_an_announcement_ahead_of_its_anchor_is_held_then_taken_in_and_relayed(t
             assert _announcements(behind, task) == []
             penalties = {p["id"]: p["penalty"] for p in rpc(behind, "admin_peers")}
             assert penalties[harness.peer_id] == 0  # an anchor not here yet is nobody's fault
+            forged = SolutionAnnouncement.decode(announcement).copy(miner=OTHER_MINER).encode()
+            harness.publish_announcement(forged)  # MINER's signature, OTHER_MINER's name
+            wait_until(lambda: penalty(behind, harness.peer_id) > 0, what="the forgery scored")
+            assert early_gossip(behind) == 1  # still only the genuine one
 
             for here, there in ((ahead, behind), (behind, ahead)):
                 assert rpc(here, "admin_allowPeer", [peer_id(there)]) is True
