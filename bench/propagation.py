@@ -1,6 +1,6 @@
 """Block propagation over a 4-node loopback network, and sync speed of a fresh node.
 
-`python -m bench.propagation [--tasks 2]`. Separate `pole node` processes joined by the p2p
+`python -m bench.propagation [--tasks 4]`. Separate `pole node` processes joined by the p2p
 network:
 - propagation_s: PoLe blocks with their models (bench/task_network.py: a 4-node line, 3
   miners on nodes 0..2, the data node on node 3 posting TASKS tasks and releasing them in
@@ -40,7 +40,7 @@ from pole_chain.devnet.probes import (
     wait_until,
 )
 
-TASKS = 2
+TASKS = 4
 BLOCKS = 10
 #: Seconds a PoLe block that some node stored may take to reach the others.
 STRAGGLER_WAIT = 60.0

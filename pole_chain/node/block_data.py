@@ -138,6 +138,7 @@ class _Pending:
     rlp_bytes: bytes
     deadline: float
     next_attempt: float  # monotonic: at once when added, RETRY_INTERVAL after each failure
+    woken: bool = False  # data arrived during an attempt: the next one is due at once
 
 
 class PendingBlocks:
@@ -185,6 +186,15 @@ class PendingBlocks:
                 self._waiting.popitem(last=False)
             self._changed.notify_all()
 
+    def retry_now(self) -> None:
+        """Data arrived by other means (a gossiped model): try every held block again now."""
+        with self._changed:
+            now = time.monotonic()
+            for pending in self._waiting.values():
+                pending.next_attempt = min(pending.next_attempt, now)
+                pending.woken = True
+            self._changed.notify_all()
+
     def __len__(self) -> int:
         with self._changed:
             return len(self._waiting)
@@ -203,6 +213,7 @@ class PendingBlocks:
             now = time.monotonic()
             due = next(((h, p) for h, p in self._waiting.items() if p.next_attempt <= now), None)
             if due is not None:
+                due[1].woken = False
                 return due
             soonest = min((p.next_attempt for p in self._waiting.values()), default=None)
             self._changed.wait(None if soonest is None else soonest - now)
@@ -220,7 +231,7 @@ class PendingBlocks:
             if ready or expired:
                 self._waiting.pop(block_hash, None)
             else:
-                pending.next_attempt = time.monotonic() + RETRY_INTERVAL
+                pending.next_attempt = time.monotonic() + (0.0 if pending.woken else RETRY_INTERVAL)
         if ready:
             self._on_ready(pending.rlp_bytes)
         elif expired:

@@ -4,10 +4,11 @@ Every message is taken in by the same service an RPC call would use (Transaction
 BlockImporter via BlockIntake, the SolutionBook for announcements, releases and models, the KeyBook
 for key requests and bundles), so a peer can do nothing a local client could not. The
 verdict decides relaying and blame:
-- ACCEPT: taken in; gossipsub relays it;
+- ACCEPT: taken in; gossipsub relays it. A PoLe block is relayed on its header's word when
+  EarlyRelay admits it, and imported off the gossip path (the pending queue);
 - IGNORE: not relayed, nobody blamed: a duplicate, a block whose parent is missing (sync
-  starts), a PoLe block whose data is not here yet (held pending, fetched, imported and
-  published by this node once complete), a transaction the pool refuses by its own policy
+  starts), a PoLe block whose header alone does not earn relaying (node/early_relay.py:
+  held pending, fetched, imported and published by this node once complete), a transaction the pool refuses by its own policy
   (nonce, price, pool full: views differ between nodes), a full key book, a bug in this
   node (logged), a model no release held here admits; an announcement, release, key
   request or bundle whose anchor block is not here yet is held (EarlyGossip) and taken
@@ -34,6 +35,7 @@ from pole_chain.node.blob_store import BlobLimitExceeded, BlobStore
 from pole_chain.node.block_data import PendingBlocks, fetch_release_blobs
 from pole_chain.node.block_intake import BlockIntake, Outcome
 from pole_chain.node.early_gossip import EarlyGossip, HeldMessage
+from pole_chain.node.early_relay import EarlyRelay
 from pole_chain.node.key_book import (
     KeyBook,
     KeyBookFull,
@@ -85,6 +87,7 @@ class GossipSink:
         self._blobs = blobs
         self._lock = lock
         self.early = EarlyGossip()
+        self.early_relay = EarlyRelay(solutions)
         # wired by NetworkService once the Network and the queues exist
         self.network: Network | None = None
         self.pending: PendingBlocks | None = None
@@ -111,6 +114,8 @@ class GossipSink:
                 and self.pending is not None):
             assert result.block is not None
             self.pending.add(result.block, rlp_block)
+            if self.early_relay.admit(result.block):
+                return Verdict.ACCEPT
         elif result.outcome is Outcome.INVALID:
             log.info("invalid block from gossip: %s", result.reason)
         elif result.outcome is Outcome.NODE_BUG:
@@ -133,7 +138,10 @@ class GossipSink:
             return Verdict.REJECT
         self._fetch_release_blobs(release)  # before the store takes the lock
         held = HeldMessage(Kind.RELEASE, message, self.on_release)
-        return self._store(self._solutions.add_release, release, held)
+        verdict = self._store(self._solutions.add_release, release, held)
+        if verdict is Verdict.ACCEPT:
+            self._retry_pending()
+        return verdict
 
     def on_key_request(self, message: bytes) -> Verdict:
         try:  # the signature first: a forgery is rejected whatever block it names
@@ -176,7 +184,13 @@ class GossipSink:
                 self._solutions.reveal_model(model, miner, anchor)
         except BlobLimitExceeded:
             return Verdict.IGNORE
+        self._retry_pending()
         return Verdict.ACCEPT
+
+    def _retry_pending(self) -> None:
+        """A release or model came: a block relayed ahead of it may be waiting for it."""
+        if self.pending is not None:
+            self.pending.retry_now()
 
     def on_peer_status(self, peer_id: str, status: ChainStatus) -> None:
         self.status_listener(peer_id, status)

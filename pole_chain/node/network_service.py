@@ -11,7 +11,8 @@ Composition (docs/NETWORK.md, "The node on the network"):
 - the outbox publishes, off the caller's thread, what this node admitted on its own:
   transactions (RPC), blocks it sealed or mined, announcements, releases and admitted
   models (RPC), key requests and bundles its KeyBook stored from RPC (a bundle in its
-  gossip form), and pending blocks once imported. Gossip the node accepted is relayed by gossipsub itself.
+  gossip form), and pending blocks once imported (unless gossip relayed them on their header,
+  node/early_relay.py). Gossip the node accepted is relayed by gossipsub itself.
 - open tasks' datasets and model specs are fetched when a head names ones not held here,
   so a miner whose node is not the data node's finds them on its own node.
 Publishing never blocks a node thread (they hold the node lock while they notify) and a
@@ -198,10 +199,13 @@ class NetworkService:
             self._send(lambda: self.network.publish_transaction(encoded))
 
     def _pending_ready(self, rlp_block: bytes) -> None:
-        """A pending block's data arrived: import it, and gossip it (it was not relayed)."""
+        """A pending block's data arrived: import it, and gossip it unless gossipsub relayed
+        it already (node/early_relay.py)."""
         result = self.intake.take(rlp_block)
         if result.outcome is Outcome.IMPORTED:
-            self._send(lambda: self.network.publish_block(rlp_block))
+            assert result.block is not None
+            if not self.sink.early_relay.relayed(result.block):
+                self._send(lambda: self.network.publish_block(rlp_block))
         elif result.outcome is not Outcome.KNOWN:
             log.info("pending block not imported: %s %s", result.outcome.value, result.reason)
 

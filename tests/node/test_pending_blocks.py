@@ -24,13 +24,16 @@ class Peers:
         self.busy = threading.Event()
         self.release = threading.Event()
         self.attempts: list[bytes] = []
+        self.tried = threading.Event()
 
     def fetch_for(self, block) -> bool:
         self.attempts.append(block.hash)
+        found = block.hash in self.available  # what peers had when asked
         if block.hash == b"slow":
             self.busy.set()
             self.release.wait(WAIT)
-        return block.hash in self.available
+        self.tried.set()
+        return found
 
 
 def block(name: bytes):
@@ -75,3 +78,28 @@ def test_a_block_whose_data_arrives_is_imported_once_and_forgotten(queue):
     pending.start()
     assert done.wait(WAIT)
     assert imported == [b"raw"] and len(pending) == 0
+
+
+
+def test_a_block_whose_data_comes_by_gossip_is_tried_again_without_waiting_for_its_retry(queue):
+    pending, peers, imported, done = queue
+    pending.start()
+    pending.add(block(b"late"), b"late block")  # relayed ahead of its model: not found yet
+    assert peers.tried.wait(WAIT)
+    assert not done.is_set()
+    peers.available.add(b"late")  # the model arrived on the model topic
+    pending.retry_now()
+    assert done.wait(WAIT), "the block waited for its retry, an hour away"
+    assert imported == [b"late block"] and peers.attempts == [b"late", b"late"]
+
+
+def test_data_arriving_during_a_failing_fetch_is_not_lost_to_the_retry_interval(queue):
+    pending, peers, imported, done = queue
+    pending.start()
+    pending.add(block(b"slow"), b"slow block")
+    assert peers.busy.wait(WAIT)  # the fetch asked peers, who had nothing yet
+    peers.available.add(b"slow")
+    pending.retry_now()  # the model came meanwhile
+    peers.release.set()  # the first fetch fails
+    assert done.wait(WAIT), "the block waited for its retry, an hour away"
+    assert imported == [b"slow block"] and peers.attempts == [b"slow", b"slow"]
