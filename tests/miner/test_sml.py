@@ -4,6 +4,8 @@ import torch
 from eth_utils import keccak
 
 from miner.sml import (
+    MAX_SML_INPUT_DIM,
+    SML,
     SML_EXPANSION,
     identity_mapping,
     output_shift_for,
@@ -76,6 +78,28 @@ def test_rejects_bad_inputs():
         sml.apply_int(np.zeros((1, 4), dtype=np.float32))
     with pytest.raises(ValueError):
         sml.apply_int(np.zeros((1, 5), dtype=np.int64))
+    for outside in (-1, 256):  # the exactness of the float32 product rests on 0..255
+        with pytest.raises(ValueError, match="0..255"):
+            sml.apply_int(np.array([[0, 1, outside, 2]]))
+
+
+def test_apply_int_is_exact_at_its_bounds():
+    """The widest SML input, every feature 255 and rows of one sign: partial sums up to
+    255 * 4096, next to odd terms, against numpy's int64 matmul (no BLAS)."""
+    d = MAX_SML_INPUT_DIM
+    rng = np.random.default_rng(24)
+    matrix = np.concatenate([
+        np.ones((1, d)), -np.ones((1, d)), np.tile([1, -1], (1, d // 2)),
+        rng.choice([-1, 0, 1], size=(13, d)),
+    ]).astype(np.int8)
+    matrix[0, 0] = 0  # an odd partial sum next to the largest ones
+    features = np.concatenate([
+        np.full((2, d), 255), rng.integers(0, 256, size=(6, d)), rng.choice([254, 255], size=(2, d)),
+    ])
+    sml = SML(matrix=matrix, output_shift=output_shift_for(d))
+    expected = np.maximum(features @ matrix.astype(np.int64).T, 0)
+    assert expected.max() == 255 * (d - 1)
+    assert np.array_equal(sml.apply_int(features), expected)
 
 
 def test_apply_int_is_relu_of_projection():
