@@ -8,8 +8,8 @@ verdict decides relaying and blame:
   EarlyRelay admits it, and imported off the gossip path (the pending queue);
 - IGNORE: not relayed, nobody blamed: a duplicate, a block whose parent is missing (sync
   starts), a PoLe block whose header alone does not earn relaying (node/early_relay.py:
-  held pending, fetched, imported and published by this node once complete), a transaction the pool refuses by its own policy
-  (nonce, price, pool full: views differ between nodes), a full key book, a bug in this
+  held pending, fetched, imported and published by this node once complete), a
+  transaction the pool refuses by its own policy (nonce, price, pool full: views differ between nodes), a full key book, a bug in this
   node (logged), a model no release held here admits; an announcement, release, key
   request or bundle whose anchor block is not here yet is held (EarlyGossip) and taken
   in, then published by this node, once it is;
