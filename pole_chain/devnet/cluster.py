@@ -4,8 +4,11 @@ N `pole node` processes (full nodes, not dev nodes: every block is sealed by the
 carried between processes by the peer-to-peer network), each with its own data directory
 and log file under one root, connected in a line (node i dials node i-1) or a star (every
 node dials node 0) with --peer. Node 0 mines idle blocks so the chain moves while no task
-is open. M `pole mine` processes, miner j on node j mod N with dev key j+1, reach only their
-own node's RPC, as a real miner would. Integration tests and benchmarks drive the same class.
+is open. Each idle miner is paid to an address of its own (`idle_coinbase`): two of them on
+one parent in one second would otherwise seal byte-identical blocks (the nonce search starts
+at zero), and a partition would not split the chain. M `pole mine` processes, miner j on
+node j mod N with dev key j+1, reach only their own node's RPC, as a real miner would.
+Integration tests and benchmarks drive the same class.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from eth_utils import encode_hex
+from eth_utils import encode_hex, keccak, to_checksum_address
 
 from pole_chain.devnet.node_process import NodeProcess, child_environment
 
@@ -73,7 +76,7 @@ class Cluster:
         """Start (or restart, on its datadir) node `index`, dialling its topology peer."""
         args = ["--listen", "/ip4/127.0.0.1/tcp/0", *self.node_args, *extra]
         if index in self.idle_miners:
-            args.append("--mine-idle")
+            args += ["--mine-idle", "--coinbase", idle_coinbase(index)]
         peer = self._peer_for(index)
         if peer is not None:
             args += ["--peer", peer]
@@ -123,6 +126,11 @@ class Cluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def idle_coinbase(index: int) -> str:
+    """The address node `index` of a cluster is paid to for its idle blocks."""
+    return to_checksum_address(keccak(f"pole devnet idle miner {index}".encode())[-20:])
 
 
 def _wait_or_kill(process: subprocess.Popen, timeout: float = 20.0) -> None:
