@@ -3,17 +3,14 @@
     python -m bench.sml_cost [--seeds 5] [--epochs 50] [--models logreg,mlp,cnn] [--dataset digits]
 
 For each built-in model and seed: a held-out split of the dataset (20 %), then the same
-architecture trained twice for a fixed number of epochs, once behind an SML (expansion 2 +
-ReLU, a fresh anchor hash per seed) and once on the raw features; both exported to integer
-models and scored on the held-out part with the consensus evaluator. `cost_pp` is the mean
-accuracy lost to the SML, per model.
-
-A design study rides along for the CNN (`cnn_local_study`, not what consensus uses yet):
-a keyed, unshared local map that keeps neighbourhoods (issue #11's proposal for a CNN SML),
-E = 2, 4 and 8 maps per input channel, each output the relu of a +-1-weighted sum over the
-3x3 window around its pixel; the CNN's input is then (E*c, h, w). Every model's row also
-has `copied_bps`: the trained model scored behind another miner's mapping, unchanged (what
-a copier would submit; it must stay far below the model's own accuracy).
+architecture trained twice for a fixed number of epochs, once behind its consensus SML (a
+fresh anchor hash per seed; miner/sml.py's `model_sml`: the dense 2d x d map for logreg and
+mlp, the local 3x3 map with E = 8 maps per channel for the cnn) and once on the raw
+features; both exported to integer models and scored on the held-out part with the
+consensus evaluator. `cost_pp` is the mean accuracy lost to the SML, per model.
+`cnn_expansions` measures the cnn at E = 2 and 4 too. Every row also has `copied_bps`: the
+trained model scored behind another miner's SML, unchanged (what a copier would submit; it
+must stay far below the model's own accuracy).
 
 Prints per-seed lines and, on the last line, one JSON object (percent; std is the sample
 standard deviation over seeds), also written to bench/results/sml_cost.json.
@@ -25,54 +22,34 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 from eth_utils import keccak
 
 from miner.datasets import Dataset, load_builtin, split_dataset
 from miner.integer_eval import evaluate_integer_model
-from miner.model_spec import build_spec
-from miner.sml import SML, SML_EXPANSION, identity_mapping, keccak_stream, output_shift_for, sml_for, sml_seed
+from miner.model_spec import ModelSpec, build_spec
+from miner.sml import SML, identity_mapping, model_sml
 from miner.training import Hyperparams, train_model
 
 from .report import report
 
 BENCH_MINER = bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266")
 COPIER = bytes.fromhex("70997970c51812dc3a010c7d01b50e0d17dc79c8")
-#: Maps per input channel tried by the CNN study (its model input is (E*c, h, w)).
-STUDY_EXPANSIONS = (2, 4, 8)
+#: Other maps per input channel (E) the CNN is measured with (the built-in cnn has
+#: LOCAL_SML_EXPANSION); its model input is (E*c, h, w).
+STUDY_EXPANSIONS = (2, 4)
 
 
-def local_sml(anchor: bytes, miner: bytes, image_shape: tuple[int, int, int], expansion: int) -> SML:
-    """The study's neighbourhood-keeping SML: `expansion` keyed maps per input channel, each
-    output the relu of a +-1-weighted sum over the 3x3 window (every input channel) around the
-    pixel it lands on in the (expansion*c, h, w) input the CNN reshapes it to; a keyed,
-    unshared (locally connected) map. The signs are the bits of sml_for's keccak stream, row
-    by row over each row's window, so it is fixed by the anchor and the miner alone."""
-    c, h, w = image_shape
-    pixel = np.arange(expansion * c * h * w) % (h * w)
-    ry, rx = np.divmod(pixel, w)
-    py, px = np.divmod(np.arange(h * w), w)
-    near = (np.abs(ry[:, None] - py[None, :]) <= 1) & (np.abs(rx[:, None] - px[None, :]) <= 1)
-    mask = np.tile(near, (1, c))  # input index = channel * h * w + pixel
-    taps = int(mask.sum())
-    bits = np.unpackbits(np.frombuffer(keccak_stream(sml_seed(anchor, miner), taps // 256 + 1), np.uint8))
-    matrix = np.zeros(mask.shape, dtype=np.int8)
-    matrix[mask] = np.where(bits[:taps] == 1, 1, -1)
-    matrix.setflags(write=False)
-    return SML(matrix=matrix, output_shift=output_shift_for(int(near.sum(axis=1).max()) * c))
-
-
-def mapping_for(kind: str, data: Dataset, seed: int, miner: bytes = BENCH_MINER) -> tuple[SML, int]:
-    """(mapping, expansion) for 'sml', 'localE' (the study, E maps per channel) or 'none'."""
+def mapping_for(kind: str, model: str, data: Dataset, seed: int, miner: bytes = BENCH_MINER
+                ) -> tuple[SML, ModelSpec]:
+    """(mapping, spec) for 'sml' (consensus: the built-in spec behind its SML, `model_sml`),
+    'localE' (the cnn at E maps per channel) or 'none' (no SML)."""
     anchor = keccak(b"bench.sml_cost" + seed.to_bytes(8, "big"))
-    if kind == "sml":
-        return sml_for(anchor, miner, data.d), SML_EXPANSION
-    if kind.startswith("local"):
-        assert data.image_shape is not None
-        expansion = int(kind.removeprefix("local"))
-        return local_sml(anchor, miner, data.image_shape, expansion), expansion
-    return identity_mapping(data.d), 1
+    expansion = None if kind == "sml" else 1 if kind == "none" else int(kind.removeprefix("local"))
+    spec = build_spec(model, data.d, data.num_classes, data.image_shape, expansion=expansion)
+    if kind == "none":
+        return identity_mapping(data.d), spec
+    return model_sml(anchor, miner, spec.input_shape, data.d), spec
 
 
 def held_out_accuracy_bps(model: str, dataset_name: str, seed: int, epochs: int, kind: str) -> tuple[int, int]:
@@ -80,13 +57,12 @@ def held_out_accuracy_bps(model: str, dataset_name: str, seed: int, epochs: int,
     what a copier gets by submitting it unchanged)."""
     data = load_builtin(dataset_name)
     train, test = split_dataset(data, 0.2, seed)
-    mapping, expansion = mapping_for(kind, data, seed)
-    spec = build_spec(model, data.d, data.num_classes, data.image_shape, expansion=expansion)
+    mapping, spec = mapping_for(kind, model, data, seed)
     result = train_model(
         spec, train, mapping, target_train_bps=None, time_limit_s=600, seed=seed,
         hyperparams=Hyperparams(max_epochs=epochs),
     )
-    copier, _ = mapping_for(kind, data, seed, miner=COPIER)
+    copier, _ = mapping_for(kind, model, data, seed, miner=COPIER)
     return (evaluate_integer_model(result.integer_model, mapping, test),
             evaluate_integer_model(result.integer_model, copier, test))
 
@@ -144,7 +120,7 @@ def main() -> None:
         "torch": torch.__version__,
     }
     if "cnn" in models:
-        result["cnn_local_study"] = {
+        result["cnn_expansions"] = {
             f"expansion_{e}": compare("cnn", args.dataset, seeds, args.epochs, f"local{e}")
             for e in STUDY_EXPANSIONS
         }

@@ -23,7 +23,7 @@ from torch import nn
 
 from miner.datasets import load_builtin, split_dataset
 from miner.model_spec import build_spec
-from miner.sml import sml_for
+from miner.sml import model_sml
 from miner.training import Hyperparams, build_torch_model, model_inputs, reproducible_torch, train_model
 
 from .report import report
@@ -60,8 +60,8 @@ def main() -> None:
 
     data = load_builtin(args.dataset)
     train, _ = split_dataset(data, 0.2, seed=0)
-    sml = sml_for(keccak(b"bench.training_overhead"), BENCH_MINER, train.d)
     spec = build_spec(args.model, train.d, train.num_classes, train.image_shape)
+    sml = model_sml(keccak(b"bench.training_overhead"), BENCH_MINER, spec.input_shape, train.d)
     hp = Hyperparams()
     inputs = model_inputs(spec, sml, train)
     labels = torch.from_numpy(train.labels.astype(np.int64))

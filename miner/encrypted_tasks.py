@@ -65,7 +65,7 @@ from miner.messages import (
     _SignedMessage,
     decode_typed,
 )
-from miner.sml import SML, sml_for
+from miner.sml import SML, sml_layout
 
 ENCRYPTED_MAGIC = b"PLET"
 ENCRYPTED_VERSION = 1
@@ -268,6 +268,17 @@ def check_encryptable(d: int) -> None:
         )
 
 
+def check_encrypted_model(input_shape: tuple[int, ...], d: int) -> None:
+    """Refuse an encrypted task whose model takes an image: its keys are for the rows of the
+    dense SML (`ipfe.sml_rows`), and an image model gets the local SML (miner/sml.py). Keys
+    for the local map would be E*d rows, four times a bundle at E = 8 (docs/IPFE.md)."""
+    if sml_layout(input_shape, d) is not None:
+        raise EncryptedTaskError(
+            f"an encrypted task's model must take flat input (logreg, mlp), not an image "
+            f"{tuple(input_shape)}: its keys are for the dense SML"
+        )
+
+
 def encrypt_training_set(train: Dataset, *, progress: bool = False, workers: int = 1
                          ) -> tuple[EncryptedTrainingSet, MasterSecretKey]:
     """A fresh master key for this task (never reused: keys accumulate, docs/IPFE.md) and
@@ -452,6 +463,10 @@ class DecryptedSML:
     def out_dim(self) -> int:
         return self.sml.out_dim
 
+    @property
+    def macs_per_sample(self) -> int:
+        return self.sml.macs_per_sample
+
     def matrix_digest(self) -> bytes:
         return self.sml.matrix_digest()
 
@@ -481,5 +496,3 @@ def decrypted_training_set(encrypted: EncryptedTrainingSet, keys: FunctionalKeys
     return indexed, DecryptedSML(sml, inputs)
 
 
-def miner_sml(anchor_hash: bytes, miner: bytes, encrypted: EncryptedTrainingSet) -> SML:
-    return sml_for(anchor_hash, miner, encrypted.d)

@@ -45,7 +45,7 @@ from miner.model_spec import (
     layer_shapes,
     macs_per_sample,
 )
-from miner.sml import SML, SML_EXPANSION
+from miner.sml import SML
 
 ACTIVATION_MIN = -ACTIVATION_BOUND
 ACTIVATION_MAX = ACTIVATION_BOUND - 1
@@ -202,9 +202,10 @@ def check_compatible(model: IntegerModel, sml: SML, input_dim: int | None = None
         raise IncompatibleModelError(f"dataset has {input_dim} features, SML takes {sml.input_dim}")
 
 
-def evaluation_macs(spec: ModelSpec, samples: int, features: int) -> int:
-    """Multiply-accumulates of evaluating ``samples`` rows: SML (2d x d) plus the network."""
-    return samples * (SML_EXPANSION * features * features + macs_per_sample(spec))
+def evaluation_macs(spec: ModelSpec, sml: SML, samples: int) -> int:
+    """Multiply-accumulates of evaluating ``samples`` rows: the SML's products plus the
+    network's."""
+    return samples * (sml.macs_per_sample + macs_per_sample(spec))
 
 
 def values_per_sample(spec: ModelSpec) -> int:
@@ -222,7 +223,7 @@ def integer_logits(model: IntegerModel, sml: SML, features: np.ndarray) -> np.nd
     """features (n, d) integers -> logits (n, num_classes) int64, within the consensus cost
     limit (a block whose evaluation would cost more is refused by every node alike)."""
     check_compatible(model, sml, features.shape[1])
-    cost = evaluation_macs(model.spec, features.shape[0], features.shape[1])
+    cost = evaluation_macs(model.spec, sml, features.shape[0])
     if cost > MAX_EVALUATION_MACS:
         raise IncompatibleModelError(
             f"evaluation needs {cost} multiply-accumulates, limit {MAX_EVALUATION_MACS}"

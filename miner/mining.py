@@ -4,7 +4,7 @@ docs/PROTOCOL.md, "Task anchor").
     task      T = the best open task at the node's head (pole_bestTask) and its anchor A,
               the block after which T became best; each (T, A) is worked on once
     data      training set and model spec, fetched by digest and checked against T
-    train     behind sml_for(A, miner) until the integer model meets T.min_train_bps
+    train     behind model_sml(A, miner, spec) until the integer model meets T.min_train_bps
     commit    sign and announce (task, A, commitment, train_bps); weights stay private
     release   wait for the poster's release for (T, A): check_release (signed by T's
               poster, for T at A, names T's test-set commitment, admits our commitment)
@@ -49,7 +49,12 @@ from web3.exceptions import Web3Exception, Web3RPCError
 
 from miner.datasets import Dataset, DatasetFormatError, decode_dataset
 from miner.distributed import ReplicaGroupBroken, Replicas
-from miner.encrypted_tasks import EncryptedTaskError, EncryptedTrainingSet, decode_training_blob
+from miner.encrypted_tasks import (
+    EncryptedTaskError,
+    EncryptedTrainingSet,
+    check_encrypted_model,
+    decode_training_blob,
+)
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import (
     IntegerModel,
@@ -62,7 +67,7 @@ from miner.key_requests import KeysNotServed, obtain_training_inputs
 from miner.messages import MessageError, Release, SolutionAnnouncement, commitment_for
 from miner.release_rules import CommitmentNotAdmitted, ReleaseRefused, check_release
 from miner.model_spec import ModelSpec, ModelSpecError, model_spec_from_json
-from miner.sml import SML, SML_EXPANSION, sml_for
+from miner.sml import SML, SMLShapeError, check_sml_fits, model_sml
 from miner.quantize import TrainingDiverged
 from miner.training import Hyperparams, resolve_device, train_model
 from miner.pole_module import attach_pole, error_message
@@ -425,7 +430,7 @@ class Miner:
             raise _Stop(Outcome.OVERDUE, f"deadline {task.deadline} has passed")
         assert task.anchor is not None  # _select_task checked it
         anchor = task.anchor
-        sml = sml_for(anchor.hash, self.address, train.d)
+        sml = model_sml(anchor.hash, self.address, spec.input_shape, train.d)
         train, fitted_sml = self._training_inputs(task, train, sml)
         try:
             trained = train_model(
@@ -740,13 +745,14 @@ def _decode_spec(data: bytes, digest: bytes) -> ModelSpec:
 
 
 def _check_task_data(spec: ModelSpec, train: Dataset) -> None:
-    """The task's spec must take the SML output of its training set and predict its classes."""
-    if spec.input_dim != SML_EXPANSION * train.d:
-        raise _Stop(
-            Outcome.BAD_TASK,
-            f"model input has {spec.input_dim} values, the SML of {train.d} features gives "
-            f"{SML_EXPANSION * train.d}",
-        )
+    """The task's spec must take an SML output of its training set (and, encrypted, the
+    dense SML's) and predict its classes."""
+    try:
+        check_sml_fits(spec.input_shape, train.d)
+        if isinstance(train, EncryptedTrainingSet):
+            check_encrypted_model(spec.input_shape, train.d)
+    except (SMLShapeError, EncryptedTaskError) as error:
+        raise _Stop(Outcome.BAD_TASK, str(error)) from None
     if spec.num_classes != train.num_classes:
         raise _Stop(
             Outcome.BAD_TASK,

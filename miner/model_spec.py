@@ -5,9 +5,10 @@ canonical JSON bytes (sorted keys, no whitespace, ASCII, integers only). The mod
 the same bytes, so a node checks a submitted model's architecture by hashing them.
 
 The spec's input is the SML output, not the raw dataset: a dataset of d features gives a flat
-input of SML_EXPANSION * d values, and an image dataset (c, h, w) gives an input of shape
-(SML_EXPANSION * c, h, w), where SML output index r is channel r // (h*w), row (r % (h*w)) // w,
-column r % w (a plain reshape of the SML output vector). `build_spec` does this arithmetic.
+input of SML_EXPANSION * d values (the dense SML), and an image dataset (c, h, w) a model
+with an image input (E * c, h, w), E = 2..8, behind the local SML; SML output index r is
+channel r // (h*w), row (r % (h*w)) // w, column r % w (a plain reshape of the SML output
+vector). miner/sml.py's `sml_layout` is the rule; `build_spec` does this arithmetic.
 
     {"input_shape":[128],"layers":[{"type":"dense","units":64},{"type":"relu"},
      {"type":"dense","units":10}],"num_classes":10,"version":1}
@@ -32,7 +33,7 @@ from typing import Union
 
 from eth_utils import keccak
 
-from miner.sml import SML_EXPANSION
+from miner.sml import LOCAL_SML_EXPANSION, SML_EXPANSION
 
 MODEL_SPEC_VERSION = 1
 MAX_SPEC_JSON_BYTES = 16 * 1024
@@ -334,16 +335,19 @@ def build_spec(
     num_classes: int,
     image_shape: tuple[int, int, int] | None = None,
     *,
-    expansion: int = SML_EXPANSION,
+    expansion: int | None = None,
 ) -> ModelSpec:
     """A predefined architecture for a dataset of `dataset_dim` features behind the SML.
 
     logreg: dense(classes)
     mlp:    dense(64), relu, dense(classes)
     cnn:    conv2d(8, 3x3, same), relu, maxpool2d(2), flatten, dense(classes); needs an
-            image dataset; its input is the SML output reshaped to (expansion*c, h, w).
-    `expansion` is SML_EXPANSION except for the no-SML baseline of bench.sml_cost.
+            image dataset; its input is the local SML output reshaped to (expansion*c, h, w).
+    `expansion` defaults to SML_EXPANSION for the flat models and LOCAL_SML_EXPANSION for
+    the cnn; other values are for the benchmarks (1: the no-SML baseline of bench.sml_cost).
     """
+    if expansion is None:
+        expansion = LOCAL_SML_EXPANSION if name == "cnn" else SML_EXPANSION
     if name == "logreg":
         return ModelSpec((expansion * dataset_dim,), num_classes, (Dense(num_classes),))
     if name == "mlp":

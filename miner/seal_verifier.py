@@ -27,7 +27,7 @@ from miner.integer_eval import IncompatibleModelError, check_compatible, evaluat
 from miner.integer_model import ModelFormatError, check_model_matches_task, decode_model
 from miner.messages import Release, commitment_for
 from miner.release_rules import ReleaseRefused, check_release
-from miner.sml import sml_for
+from miner.sml import SMLShapeError, model_sml
 from vm_hooks.params import CHAIN_ID
 from vm_hooks.registry_calls import Task
 from vm_hooks.seal import SealedHeader
@@ -112,14 +112,14 @@ class ModelSealVerifier:
                 raise ModelRejectedError(f"model rejected: {error}") from None
             train_set = self._training_set(train_digest)
             test_set = self._dataset(test_digest, "test set")
-            sml = sml_for(anchor_hash, miner, train_set.d)
             try:
+                sml = model_sml(anchor_hash, miner, model.spec.input_shape, train_set.d)
                 check_compatible(model, sml, train_set.d)
                 accuracies = (
                     evaluate_integer_model(model, sml, train_set),
                     evaluate_integer_model(model, sml, test_set),
                 )
-            except IncompatibleModelError as error:
+            except (IncompatibleModelError, SMLShapeError) as error:
                 raise ModelRejectedError(
                     f"model cannot be evaluated on the task's data: {error}"
                 ) from None

@@ -57,7 +57,7 @@ from miner.datasets import (
     load_user_dataset,
     split_dataset,
 )
-from miner.encrypted_tasks import EncryptedTaskError, encrypt_training_set
+from miner.encrypted_tasks import EncryptedTaskError, check_encrypted_model, encrypt_training_set
 from miner.ipfe import IPFEError
 from miner.messages import (
     MAX_ADMITTED,
@@ -73,7 +73,7 @@ from miner.model_spec import (
     model_spec_canonical_bytes,
     model_spec_from_json,
 )
-from miner.sml import MAX_SML_INPUT_DIM, SML_EXPANSION
+from miner.sml import MAX_SML_INPUT_DIM, SMLShapeError, check_sml_fits
 from miner.bonds import format_ether, is_bonded
 from miner.registry_client import RegistryTransactionError, registry_contract, send_registry_call
 from miner.pole_module import attach_pole, error_code
@@ -179,7 +179,7 @@ def load_dataset(source: str | Path) -> Dataset:
 def load_model_spec(model: str | Path, dataset: Dataset) -> ModelSpec:
     """A predefined architecture (logreg, mlp, cnn) sized for `dataset`, or a JSON spec file.
 
-    A spec file's input must be the SML output of this dataset (SML_EXPANSION x d values).
+    A spec file's input must be an SML output of this dataset (miner/sml.py, `sml_layout`).
     """
     text = str(model)
     try:
@@ -194,11 +194,10 @@ def load_model_spec(model: str | Path, dataset: Dataset) -> ModelSpec:
         spec = model_spec_from_json(path.read_bytes())
     except ModelSpecError as error:
         raise DataNodeError(f"model spec: {error}") from None
-    if spec.input_dim != SML_EXPANSION * dataset.d:
-        raise DataNodeError(
-            f"model spec takes {spec.input_dim} inputs, but the SML maps the dataset's "
-            f"{dataset.d} features to {SML_EXPANSION * dataset.d}"
-        )
+    try:
+        check_sml_fits(spec.input_shape, dataset.d)
+    except SMLShapeError as error:
+        raise DataNodeError(f"model spec does not fit the dataset: {error}") from None
     if spec.num_classes != dataset.num_classes:
         raise DataNodeError(
             f"model spec has {spec.num_classes} classes, the dataset {dataset.num_classes}"
@@ -229,6 +228,7 @@ def prepare_task(
     encrypted_blob = master_key = None
     if encrypt:
         try:
+            check_encrypted_model(spec.input_shape, train.d)
             encrypted, msk = encrypt_training_set(train, progress=progress, workers=2)
         except (IPFEError, EncryptedTaskError) as error:
             raise DataNodeError(f"cannot encrypt this training set: {error}") from None

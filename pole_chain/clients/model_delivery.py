@@ -7,7 +7,7 @@ What the data node paid for is the integer model committed in the winning block.
     2. fetch the model blob by its commitment and CHECK
        keccak(blob || winner || anchor_hash) == the on-chain commitment (refuse otherwise),
        and that its embedded architecture is the task's model spec
-    3. rebuild the winner's SML, sml_for(anchor_hash, winner, d)
+    3. rebuild the winner's SML, model_sml(anchor_hash, winner, spec.input_shape, d)
     4. read the task's training set by its on-chain digest: its feature count, image shape and
        quantisation (miner/datasets.py) are the delivered module's input contract
     5. write a torch module that predicts on RAW features, as the data node's source held them
@@ -75,7 +75,7 @@ from miner.model_spec import (
     model_spec_to_obj,
 )
 from miner.pole_module import attach_pole, error_message
-from miner.sml import SML, SML_EXPANSION, output_shift_for, sml_for, sml_seed
+from miner.sml import SML, SMLShapeError, check_sml_fits, model_sml, sml_of_matrix, sml_seed
 from pole_chain.clients.data_node import settled_anchor
 from vm_hooks.task import Task, TaskResult, TaskStatus
 
@@ -202,10 +202,10 @@ class DeliveredModel(nn.Module):
         self, spec: ModelSpec, contract: InputContract, weight_widths: tuple[int, ...] = ()
     ) -> None:
         super().__init__()
-        if spec.input_dim != SML_EXPANSION * contract.features:
-            raise ModelDeliveryError(
-                f"model input {spec.input_dim} is not the SML output of {contract.features} features"
-            )
+        try:
+            check_sml_fits(spec.input_shape, contract.features)
+        except SMLShapeError as error:
+            raise ModelDeliveryError(f"model input does not fit its features: {error}") from None
         self.spec, self.contract = spec, contract
         if contract.quantization is not None:
             self.register_buffer("input_low", torch.from_numpy(np.array(contract.quantization.low)))
@@ -262,7 +262,7 @@ class DeliveredModel(nn.Module):
         return IntegerModel(self.spec, tuple(layers))
 
     def sml(self) -> SML:
-        return SML(_array(self.sml_matrix), output_shift_for(self.contract.features))
+        return sml_of_matrix(_array(self.sml_matrix), self.spec.input_shape, self.contract.features)
 
     def quantize(self, raw: Any) -> np.ndarray:
         """Raw features -> the dataset's integer features (n, d), as the data node made them."""
@@ -394,8 +394,11 @@ def fetch_model(
             f"block #{result.block_number} does not carry task {task_id}'s model commitment"
         )
     blob, model = _committed_model(w3, task, result, anchor_hash)
-    sml = sml_for(anchor_hash, result.winner, model.spec.input_dim // SML_EXPANSION)
     contract = InputContract.of_dataset(_training_set(w3, task))
+    try:
+        sml = model_sml(anchor_hash, result.winner, model.spec.input_shape, contract.features)
+    except SMLShapeError as error:
+        raise ModelDeliveryError(f"task {task_id}'s model does not fit its training set: {error}") from None
     test_set, unchecked_reason = _released_test_set(
         w3, task_id, anchor_hash, result.release_digest_prefix
     )

@@ -551,7 +551,7 @@ def _competing_solutions(scene: _Scene, outcome, result, test_set) -> list:
     """6. Every admitted solution re-evaluated on the test set, and the winner."""
     from miner.integer_eval import evaluate_integer_model
     from miner.integer_model import decode_model
-    from miner.sml import SML_EXPANSION, sml_for
+    from miner.sml import model_sml
     from pole_chain.clients.data_node import format_bps
 
     say, names = scene.say, scene.names
@@ -562,7 +562,7 @@ def _competing_solutions(scene: _Scene, outcome, result, test_set) -> list:
         test_bps = None
         if blob is not None:
             model = decode_model(blob)
-            sml = sml_for(outcome.anchor_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
+            sml = model_sml(outcome.anchor_hash, announcement.miner, model.spec.input_shape, test_set.d)
             test_bps = evaluate_integer_model(model, sml, test_set)
         rows.append((announcement, test_bps))
     rows.sort(key=lambda row: -(row[1] or -1))

@@ -118,7 +118,7 @@ def test_datasets_and_models_from_files(tmp_path):
     assert prepared.train.d == 6 and prepared.spec == spec
     npz = tmp_path / "images.npz"
     np.savez(npz, X=rng.integers(0, 256, (40, 4, 4)), y=np.arange(40) % 2)
-    assert prepare_task(str(npz), "cnn").spec.input_shape == (2, 4, 4)
+    assert prepare_task(str(npz), "cnn").spec.input_shape == (8, 4, 4)
 
 
 def test_clear_errors_for_bad_inputs(tmp_path):
@@ -130,8 +130,14 @@ def test_clear_errors_for_bad_inputs(tmp_path):
         prepare_task("digits", "transformer")
     wrong = tmp_path / "wrong.json"
     wrong.write_bytes(model_spec_canonical_bytes(build_spec("mlp", 13, 3)))
-    with pytest.raises(DataNodeError, match="SML maps the dataset's 64 features"):
+    with pytest.raises(DataNodeError, match="the SML of 64 features gives 128"):
         load_model_spec(str(wrong), load_builtin("digits"))
+    one_map = tmp_path / "one_map.json"  # an image input with E = 1: no local SML has it
+    one_map.write_bytes(model_spec_canonical_bytes(build_spec("cnn", 64, 10, (1, 8, 8), expansion=1)))
+    with pytest.raises(DataNodeError, match="E in 2..8"):
+        load_model_spec(str(one_map), load_builtin("digits"))
+    with pytest.raises(DataNodeError, match="must take flat input"):  # before any encryption
+        prepare_task("digits", "cnn", encrypt=True)
     with pytest.raises(DataNodeError, match="image dataset"):
         prepare_task("wine", "cnn")
     for bad in (

@@ -24,7 +24,7 @@ from web3 import Web3
 
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
-from miner.sml import SML_EXPANSION, sml_for
+from miner.sml import model_sml
 from miner.pole_module import pole_web3
 from miner.registry_client import registry_contract
 from pole_chain.clients.data_node import load_test_set, post_task, release
@@ -90,7 +90,7 @@ def test_best_test_accuracy_wins_and_its_model_is_delivered(tmp_path, children):
     scores = {}
     for announcement in outcome.admitted:
         model = decode_model(w3.pole.get_model(announcement.model_commitment))
-        sml = sml_for(outcome.anchor_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
+        sml = model_sml(outcome.anchor_hash, announcement.miner, model.spec.input_shape, test_set.d)
         scores[announcement.miner] = evaluate_integer_model(model, sml, test_set)
     task = w3.pole.get_task(task_id)
     assert task.status is TaskStatus.SETTLED

@@ -28,7 +28,7 @@ from miner.model_spec import (
     PREDEFINED_MODELS, Conv2d, Dense, Flatten, MaxPool2d, ModelSpec, ReLU, build_spec,
     layer_shapes, model_spec_digest,
 )
-from miner.sml import sml_for
+from miner.sml import model_sml
 from miner.training import Hyperparams, train_model
 from vm_hooks.params import CHAIN_ID
 from vm_hooks.genesis import dev_accounts
@@ -66,7 +66,7 @@ def digits():
 
 
 def train(spec, train_set, epochs=6):
-    sml = sml_for(PARENT, WINNER, train_set.d)
+    sml = model_sml(PARENT, WINNER, spec.input_shape, train_set.d)
     result = train_model(
         spec, train_set, sml, target_train_bps=9000, time_limit_s=30, seed=1,
         hyperparams=Hyperparams(max_epochs=epochs),
@@ -139,7 +139,7 @@ def test_delivered_module_and_consensus_agree_bit_for_bit_on_random_inputs(kind,
     rng = np.random.default_rng([width, PREDEFINED_MODELS.index(kind)])
     spec = build_spec(kind, 64, 10, (1, 8, 8))
     model = random_integer_model(spec, rng, width)
-    sml = sml_for(rng.bytes(32), rng.bytes(20), 64)
+    sml = model_sml(rng.bytes(32), rng.bytes(20), spec.input_shape, 64)
     export_model(model, sml, InputContract(64, (1, 8, 8), DIGITS_QUANTIZATION), tmp_path, {})
     module = load_delivered_model(tmp_path)
     raw = np.concatenate([rng.uniform(-3.0, 19.0, (100, 64)), rng.integers(0, 17, (100, 64))])
@@ -171,7 +171,7 @@ def test_saturation_rounding_and_int16_weights_match(tmp_path, digits):
         IntegerDense(rng.integers(-2, 3, (10, 16)).astype(np.int8), np.zeros(10, np.int32), 62),
     )
     model = IntegerModel(spec, layers)
-    sml = sml_for(PARENT, WINNER, 64)
+    sml = model_sml(PARENT, WINNER, spec.input_shape, 64)
     export_model(model, sml, InputContract(64), tmp_path, {})  # raw input = the 0..255 features
     loaded = load_delivered_model(tmp_path)
     assert torch.equal(loaded(test.features), torch.from_numpy(integer_logits(model, sml, test.features)))
@@ -247,7 +247,7 @@ class FakeChain:
         )
         self.release_digest = self.release.digest[:24] + bytes(8)  # what the winning seal carries
         self.claimed_test_bps = (
-            evaluate_integer_model(model, sml_for(PARENT, WINNER, test_set.d), test_set)
+            evaluate_integer_model(model, model_sml(PARENT, WINNER, model.spec.input_shape, test_set.d), test_set)
             if claimed_test_bps is None else claimed_test_bps
         )
         self.dataset_digest, self.test_set_commitment = keccak(train_blob), keccak(self.test_blob)

@@ -27,7 +27,7 @@ from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.pole_module import error_code, pole_web3
 from miner.registry_client import registry_contract
-from miner.sml import SML_EXPANSION, sml_for
+from miner.sml import model_sml
 from pole_chain.clients.data_node import load_test_set, post_task, release
 from pole_chain.clients.model_delivery import fetch_model
 from pole_chain.demo.demo import Children, start_node
@@ -91,7 +91,7 @@ def test_encrypted_task_is_decrypted_trained_and_pays_the_best_test_accuracy(tmp
     scores = {}
     for announcement in outcome.admitted:
         model = decode_model(w3.pole.get_model(announcement.model_commitment))
-        sml = sml_for(outcome.anchor_hash, announcement.miner, model.spec.input_dim // SML_EXPANSION)
+        sml = model_sml(outcome.anchor_hash, announcement.miner, model.spec.input_shape, test_set.d)
         scores[announcement.miner] = evaluate_integer_model(model, sml, test_set)
     settled = wait_until(lambda: _settled(w3, task_id), timeout=TIMEOUT_S, what="the task settled")
     result = settled.result

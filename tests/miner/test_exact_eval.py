@@ -25,7 +25,7 @@ from miner.integer_model import (
     encode_model,
 )
 from miner.model_spec import MAX_FAN_IN, Conv2d, Dense, Flatten, MaxPool2d, ModelSpec, ReLU, build_spec
-from miner.sml import sml_for
+from miner.sml import model_sml
 from tests.miner import reference_eval
 from tests.miner.test_integer_model import random_model
 
@@ -114,7 +114,7 @@ MODELS = [
 def test_whole_models_equal_the_reference_on_random_and_extreme_inputs(name, image, wide):
     d = int(np.prod(image))
     spec = build_spec(name, d, 10, image)
-    sml = sml_for(ANCHOR, MINER, d)
+    sml = model_sml(ANCHOR, MINER, spec.input_shape, d)  # the cnn's: the local SML
     rng = np.random.default_rng(d)
     features = rng.integers(0, 256, size=(300, d))
     features[:10] = 255
@@ -162,7 +162,7 @@ def test_saturated_activations_feed_maximal_products():
 
 def test_int64_fallback_computes_the_same(monkeypatch):
     spec = build_spec("cnn", 64, 10, (1, 8, 8))
-    sml = sml_for(ANCHOR, MINER, 64)
+    sml = model_sml(ANCHOR, MINER, spec.input_shape, 64)
     model = random_model(spec, 5, True)
     features = np.random.default_rng(5).integers(0, 256, size=(50, 64))
     fast = integer_forward(model, sml, features)

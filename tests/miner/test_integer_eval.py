@@ -22,7 +22,7 @@ from miner.integer_eval import (
 )
 from miner.integer_model import IntegerDense, IntegerModel
 from miner.model_spec import Dense, ModelSpec, build_spec
-from miner.sml import sml_for
+from miner.sml import model_sml, sml_for
 from miner.training import Hyperparams, evaluate_float_model, model_inputs, train_model
 
 PARENT_A, MINER_A = bytes([1]) * 32, bytes([0xAA]) * 20
@@ -101,10 +101,10 @@ def digits_split():
 @pytest.fixture(scope="module")
 def trained(digits_split):
     train, _ = digits_split
-    sml = sml_for(PARENT_A, MINER_A, train.d)
     out = {}
     for name, epochs in (("mlp", 15), ("cnn", 6)):
         spec = build_spec(name, train.d, train.num_classes, train.image_shape)
+        sml = model_sml(PARENT_A, MINER_A, spec.input_shape, train.d)
         result = train_model(
             spec, train, sml, target_train_bps=None, time_limit_s=60, seed=0,
             hyperparams=Hyperparams(max_epochs=epochs),

@@ -152,9 +152,15 @@ def test_evaluation_cost_is_bounded_before_any_work():
 
     from miner.integer_eval import MAX_EVALUATION_MACS, evaluation_macs
     from miner.model_spec import MAX_MACS_PER_SAMPLE, ModelSpecError, build_spec, Conv2d, Dense, Flatten, ModelSpec
+    from miner.sml import model_sml
 
     mlp = build_spec("mlp", 64, 10, (1, 8, 8))
-    assert evaluation_macs(mlp, 1797, 64) < MAX_EVALUATION_MACS // 50  # digits: cheap
+    dense = model_sml(bytes(32), bytes(20), mlp.input_shape, 64)
+    assert evaluation_macs(mlp, dense, 1797) == 1797 * (128 * 64 + 128 * 64 + 64 * 10)
+    assert evaluation_macs(mlp, dense, 1797) < MAX_EVALUATION_MACS // 50  # digits: cheap
+    cnn = build_spec("cnn", 64, 10, (1, 8, 8))
+    local = model_sml(bytes(32), bytes(20), cnn.input_shape, 64)  # counts its non-zeros only
+    assert evaluation_macs(cnn, local, 1) == 8 * (36 * 9 + 24 * 6 + 4 * 4) + 8 * 8 * 64 * 9 + 128 * 10
     with pytest.raises(ModelSpecError, match="multiply-accumulates per sample"):
         ModelSpec(input_shape=(2, 16, 16), num_classes=10,
                   layers=(Conv2d(channels=256, kernel=1), Conv2d(channels=256, kernel=3), Conv2d(channels=1, kernel=1),

@@ -47,8 +47,9 @@ def test_predefined_round_trip(name):
 
 def test_cnn_shapes():
     spec = build_spec("cnn", 64, 10, (1, 8, 8))
-    assert spec.input_shape == (2, 8, 8)
-    assert layer_shapes(spec) == [(2, 8, 8), (8, 8, 8), (8, 8, 8), (8, 4, 4), (128,), (10,)]
+    assert spec.input_shape == (8, 8, 8)  # LOCAL_SML_EXPANSION maps per input channel
+    assert layer_shapes(spec) == [(8, 8, 8), (8, 8, 8), (8, 8, 8), (8, 4, 4), (128,), (10,)]
+    assert build_spec("cnn", 64, 10, (1, 8, 8), expansion=2).input_shape == (2, 8, 8)
     valid = ModelSpec((2, 8, 8), 3, (Conv2d(4, 3, "valid"), Flatten(), Dense(3)))
     assert layer_shapes(valid)[1] == (4, 6, 6)
     with pytest.raises(ModelSpecError, match="image"):

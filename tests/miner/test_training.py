@@ -27,7 +27,7 @@ def test_torch_model_follows_spec():
     spec = build_spec("cnn", 64, 10, (1, 8, 8))
     model = build_torch_model(spec)
     assert len(model) == len(spec.layers)
-    assert model(torch.zeros(3, 2, 8, 8)).shape == (3, 10)
+    assert model(torch.zeros(3, 8, 8, 8)).shape == (3, 10)  # E = 8 local SML maps a pixel
 
 
 def test_mlp_meets_target_within_seconds(digits):
@@ -79,13 +79,14 @@ from miner.datasets import load_builtin, split_dataset
 from miner.integer_eval import evaluate_integer_model, integer_logits
 from miner.integer_model import decode_model, encode_model
 from miner.model_spec import build_spec
-from miner.sml import sml_for
+from miner.sml import model_sml
 from miner.training import Hyperparams, train_model
 train, test = split_dataset(load_builtin("digits"), 0.2, seed=1, test_salt=bytes(32))
-sml = sml_for(bytes([7]) * 32, bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266"), 64)
 out = {}
 for name in ("mlp", "cnn"):
     spec = build_spec(name, 64, 10, (1, 8, 8))
+    sml = model_sml(bytes([7]) * 32, bytes.fromhex("f39fd6e51aad88f6f4ce6ab8827279cfffb92266"),
+                    spec.input_shape, 64)
     result = train_model(spec, train, sml, target_train_bps=None, time_limit_s=120, seed=5,
                          hyperparams=Hyperparams(max_epochs=3))
     blob = encode_model(result.integer_model)

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
+import numpy as np
 import pytest
 from eth_utils import decode_hex, encode_hex, keccak, to_canonical_address
 from web3 import Web3
@@ -35,7 +36,7 @@ from web3.middleware import Web3Middleware
 from contracts import TASK_REGISTRY, load_artifact
 from miner import mine_cli, mining
 from miner.bonds import ensure_bonded
-from miner.datasets import encode_dataset, load_builtin, split_dataset
+from miner.datasets import Dataset, encode_dataset, load_builtin, split_dataset
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.messages import Release, SolutionAnnouncement, commitment_for
@@ -995,6 +996,25 @@ def test_spec_for_another_dataset_is_a_bad_task(w3, miner_node, digits):
     post_task(w3, digits, model_spec=keccak(blob))
     result = make_miner(miner_node.w3).step()
     assert result.outcome is Outcome.BAD_TASK and "model input has 60 values" in result.reason
+    assert miner_node.made("pole_announce") == []
+
+
+def test_an_encrypted_task_for_an_image_model_is_a_bad_task(w3, miner_node):
+    """Its keys are for the dense SML's rows; an image model trains behind the local SML."""
+    from miner.encrypted_tasks import encrypt_training_set
+
+    rng = np.random.default_rng(4)
+    images = Dataset(rng.integers(0, 256, (12, 16)), [0, 1] * 6, num_classes=2, image_shape=(1, 4, 4))
+    encrypted, _ = encrypt_training_set(images)
+    spec = build_spec("cnn", 16, 2, (1, 4, 4))
+    data = SimpleNamespace(
+        spec=spec, spec_blob=model_spec_canonical_bytes(spec), train_blob=encrypted.encode(),
+        test_digest=keccak(encode_dataset(images)),
+    )
+    data.train_digest = keccak(data.train_blob)
+    post_task(w3, data)
+    result = make_miner(miner_node.w3).step()
+    assert result.outcome is Outcome.BAD_TASK and "must take flat input" in result.reason
     assert miner_node.made("pole_announce") == []
 
 

@@ -38,7 +38,7 @@ from eth_utils import decode_hex, encode_hex, to_canonical_address
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.pole_module import pole_web3
-from miner.sml import SML_EXPANSION, sml_for
+from miner.sml import model_sml
 from pole_chain.clients.data_node import load_test_set, task_dir
 from pole_chain.devnet.cluster import Cluster
 from pole_chain.devnet.node_process import PACKAGE_ROOT, child_environment
@@ -90,7 +90,7 @@ def best_admitted_test_bps(net: Cluster, workdir, task_id: int) -> int:
         assert blob is not None, "an admitted model was never revealed"
         model = decode_model(blob)
         miner = to_canonical_address(admitted["miner"])
-        sml = sml_for(anchor, miner, model.spec.input_dim // SML_EXPANSION)
+        sml = model_sml(anchor, miner, model.spec.input_shape, test_set.d)
         scores.append(evaluate_integer_model(model, sml, test_set))
     assert len(scores) == len(MINERS)
     return max(scores)
