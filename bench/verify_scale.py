@@ -30,7 +30,9 @@ from threadpoolctl import threadpool_limits
 from miner import integer_eval
 from miner.datasets import Dataset
 from miner.integer_model import IntegerConv2d, IntegerDense, IntegerModel
-from miner.model_spec import Conv2d, Dense, Flatten, MaxPool2d, ModelSpec, ReLU, layer_shapes, macs_per_sample
+from miner.model_spec import (
+    Conv2d, Dense, Flatten, MaxPool2d, ModelSpec, ReLU, build_spec, layer_shapes, macs_per_sample,
+)
 from miner.sml import model_sml
 
 from .report import report
@@ -74,7 +76,7 @@ MLP_FAMILY = {
     "mlp_1568_1024x3": mlp(1568, (1024, 1024, 1024)),
 }
 CNN_FAMILY = {
-    "cnn_digits": ModelSpec((2, 8, 8), 10, (Conv2d(8, 3, "same"), ReLU(), MaxPool2d(2), Flatten(), Dense(10))),
+    "cnn_digits": build_spec("cnn", 64, 10, (1, 8, 8)),  # the built-in cnn: input (8, 8, 8)
     "cnn28_8": cnn((2, 28, 28), 8),
     "lenet28": lenet28(),
     "cnn28_32": cnn((2, 28, 28), 32),

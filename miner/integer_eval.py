@@ -9,12 +9,14 @@ exactly, in any order, with or without FMA (proof in docs/ML.md, "Deterministic 
 Everything after the products (bias, rounding shift, saturation) is int64.
 
 Kernels: a matmul of two float64 arrays (numpy -> BLAS dgemm: a plain sum of products per
-output). A convolution is an unfold (a sliding-window view of the padded input, copied into
-a (c*k*k, n*h'*w') patch matrix) followed by one such matmul; there is no FFT or Winograd
+output). A convolution is an unfold (the k*k shifted windows of the padded input copied into
+a (c*k*k, h'*w'*n) patch matrix) followed by one such matmul; there is no FFT or Winograd
 convolution anywhere (their intermediate values are not the integers above, so they would not
-be exact). Activations of image layers are held channel-first over the whole batch,
-(c, n, h, w), so that each convolution is a single large GEMM whose output needs no
-transpose; `flatten` restores torch's per-sample channel-major order.
+be exact). Activations of image layers are held batch-last, (c, h, w, n): a window shift is
+then a slice whose rows are contiguous runs of w'*n values (the unfold and the pooling copy
+long runs, not rows of w' values), and each convolution is a single large GEMM whose output
+(o, h'*w'*n) is already in that layout; `flatten_bl` restores torch's per-sample
+channel-major order.
 
 Before the first use, `products_are_exact()` checks the BLAS against int64 on operands at
 the bounds; should a BLAS ever fail it (none known does), numpy's int64 matmul (exact, no
@@ -31,7 +33,6 @@ import logging
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from miner.datasets import Dataset
 from miner.integer_model import ACTIVATION_BOUND, IntegerConv2d, IntegerDense, IntegerModel
@@ -133,45 +134,55 @@ def dense(
     return requantize(acc, bias, shift, low)
 
 
-def conv2d_cf(
+def conv2d_bl(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str, low: int = ACTIVATION_MIN
 ) -> np.ndarray:
-    """Channel-first over the batch: x (c, n, h, w), weight (o, c, k, k) -> (o, n, h', w').
-    Stride 1, zero padding k//2 for "same"; cross-correlation, like torch.nn.Conv2d."""
-    c, n, h, w = x.shape
+    """Batch-last: x (c, h, w, n), weight (o, c, k, k) -> (o, h', w', n). Stride 1, zero
+    padding k//2 for "same"; cross-correlation, like torch.nn.Conv2d."""
+    c, h, w, n = x.shape
     o, _, k, _ = weight.shape
     p = k // 2 if padding == "same" else 0
-    padded = np.zeros((c, n, h + 2 * p, w + 2 * p), dtype=np.float64)
-    padded[:, :, p : p + h, p : p + w] = x
+    padded = np.zeros((c, h + 2 * p, w + 2 * p, n), dtype=np.float64)
+    padded[:, p : p + h, p : p + w] = x
     out_h, out_w = h + 2 * p - k + 1, w + 2 * p - k + 1
-    # windows[c, n, i, j, dy, dx] = padded[c, n, i + dy, j + dx]  (a view, no copy)
-    windows = sliding_window_view(padded, (k, k), axis=(2, 3))
-    # patches[(c, dy, dx), (n, i, j)]: the unfold, one copy with contiguous inner rows
-    patches = windows.transpose(0, 4, 5, 1, 2, 3).reshape(c * k * k, n * out_h * out_w)
-    acc = integer_matmul(weight.astype(np.float64).reshape(o, c * k * k), patches)
-    return requantize(acc, bias[:, None], shift, low).reshape(o, n, out_h, out_w)
+    # patches[c, dy, dx, i, j, :] = padded[c, i + dy, j + dx, :]: the unfold
+    patches = np.empty((c, k, k, out_h, out_w, n), dtype=np.float64)
+    for dy in range(k):
+        for dx in range(k):
+            patches[:, dy, dx] = padded[:, dy : dy + out_h, dx : dx + out_w]
+    acc = integer_matmul(
+        weight.astype(np.float64).reshape(o, c * k * k), patches.reshape(c * k * k, out_h * out_w * n)
+    )
+    return requantize(acc, bias[:, None], shift, low).reshape(o, out_h, out_w, n)
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str) -> np.ndarray:
-    """x (n, c, h, w), weight (o, c, k, k) -> (n, o, h', w'): `conv2d_cf` in torch's layout."""
-    out = conv2d_cf(x.transpose(1, 0, 2, 3), weight, bias, shift, padding)
-    return out.transpose(1, 0, 2, 3)
+    """x (n, c, h, w), weight (o, c, k, k) -> (n, o, h', w'): `conv2d_bl` in torch's layout."""
+    out = conv2d_bl(x.transpose(1, 2, 3, 0), weight, bias, shift, padding)
+    return out.transpose(3, 0, 1, 2)
 
 
 def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
 
-def maxpool2d(x: np.ndarray, size: int) -> np.ndarray:
-    """(a, b, h, w) -> (a, b, h // size, w // size) over the last two axes (either layout);
-    leftover rows/columns are dropped."""
-    oh, ow = x.shape[2] // size, x.shape[3] // size
+def maxpool2d(x: np.ndarray, size: int, axes: tuple[int, int] = (2, 3)) -> np.ndarray:
+    """Max over size x size windows of the two image axes of x: (n, c, h, w) by default,
+    axes (1, 2) for the evaluator's (c, h, w, n); leftover rows/columns are dropped."""
+    oh, ow = x.shape[axes[0]] // size, x.shape[axes[1]] // size
+
+    def view(dy: int, dx: int) -> np.ndarray:
+        index = [slice(None)] * x.ndim
+        index[axes[0]] = slice(dy, oh * size, size)
+        index[axes[1]] = slice(dx, ow * size, size)
+        return x[tuple(index)]
+
     # the maximum of size*size strided views (numpy's max over the windows' axes is ~20x slower)
-    out = x[:, :, 0 : oh * size : size, 0 : ow * size : size].copy()
+    out = view(0, 0).copy()
     for dy in range(size):
         for dx in range(size):
             if dy or dx:
-                np.maximum(out, x[:, :, dy : oh * size : size, dx : ow * size : size], out=out)
+                np.maximum(out, view(dy, dx), out=out)
     return out
 
 
@@ -180,9 +191,9 @@ def flatten(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], -1)
 
 
-def flatten_cf(x: np.ndarray) -> np.ndarray:
-    """(c, n, h, w) -> (n, c*h*w), channel-major per sample (torch's order)."""
-    return flatten(x.transpose(1, 0, 2, 3))
+def flatten_bl(x: np.ndarray) -> np.ndarray:
+    """(c, h, w, n) -> (n, c*h*w), channel-major per sample (torch's order); a view."""
+    return x.reshape(-1, x.shape[-1]).T
 
 
 def argmax_lowest(logits: np.ndarray) -> np.ndarray:
@@ -249,10 +260,10 @@ def integer_forward(model: IntegerModel, sml: SML, features: np.ndarray) -> np.n
 
 def _forward(model: IntegerModel, x: np.ndarray) -> np.ndarray:
     """SML output (n, input_dim) int64 -> logits (n, num_classes) int64. Image activations
-    are held as (c, n, h, w) (see the module docstring)."""
+    are held as (c, h, w, n) (see the module docstring)."""
     n = x.shape[0]
     if len(model.spec.input_shape) == 3:
-        x = x.reshape((n,) + model.spec.input_shape).transpose(1, 0, 2, 3)
+        x = x.reshape((n,) + model.spec.input_shape).transpose(1, 2, 3, 0)
     layers = model.layers
     for i, layer in enumerate(layers):
         # a ReLU right after a dense/conv layer is folded into its saturation (same values)
@@ -260,14 +271,14 @@ def _forward(model: IntegerModel, x: np.ndarray) -> np.ndarray:
         if isinstance(layer, IntegerDense):
             x = dense(x, layer.weight, layer.bias, layer.shift, low)
         elif isinstance(layer, IntegerConv2d):
-            x = conv2d_cf(x, layer.weight, layer.bias, layer.shift, layer.padding, low)
+            x = conv2d_bl(x, layer.weight, layer.bias, layer.shift, layer.padding, low)
         elif isinstance(layer, ReLU):
             if i == 0 or not isinstance(layers[i - 1], (IntegerDense, IntegerConv2d)):
                 x = relu(x)
         elif isinstance(layer, MaxPool2d):
-            x = maxpool2d(x, layer.size)
+            x = maxpool2d(x, layer.size, axes=(1, 2))
         elif isinstance(layer, Flatten):
-            x = flatten_cf(x)
+            x = flatten_bl(x)
         else:
             raise IncompatibleModelError(f"unknown integer layer {layer!r}")
     return x

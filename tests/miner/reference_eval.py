@@ -3,7 +3,7 @@
 numpy int64 throughout (numpy's integer matmul is its own exact loop, no BLAS, no floats),
 torch's (n, c, h, w) layout, im2col by stacking shifted slices, ReLU as its own pass. The
 consensus evaluator (miner/integer_eval.py) computes its products in float64 BLAS, holds image
-activations channel-first over the batch and folds ReLU into the saturation; the tests check
+activations batch-last, (c, h, w, n), and folds ReLU into the saturation; the tests check
 that it equals this function bit for bit.
 """
 
