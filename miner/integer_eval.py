@@ -93,8 +93,14 @@ def integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b for integer-valued arrays within the exactness bound -> int64, exact.
 
     a and b may be float64 (already converted) or integers."""
+    return exact_products(a, b).astype(np.int64, copy=False)
+
+
+def exact_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b, exact: float64 holding integers (BLAS), or int64 where the BLAS failed the
+    self-check. For callers that reduce the products before converting them."""
     if products_are_exact():
-        return np.matmul(a, b, dtype=np.float64).astype(np.int64)
+        return np.matmul(a, b, dtype=np.float64)
     return np.matmul(a.astype(np.int64), b.astype(np.int64))
 
 
@@ -135,10 +141,16 @@ def dense(
 
 
 def conv2d_bl(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str, low: int = ACTIVATION_MIN
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str,
+    low: int = ACTIVATION_MIN, pool: int = 1,
 ) -> np.ndarray:
     """Batch-last: x (c, h, w, n), weight (o, c, k, k) -> (o, h', w', n). Stride 1, zero
-    padding k//2 for "same"; cross-correlation, like torch.nn.Conv2d."""
+    padding k//2 for "same"; cross-correlation, like torch.nn.Conv2d.
+
+    pool > 1 also applies the maxpool2d(pool) that follows the layer, to the accumulator,
+    before requantising: for each output channel requantisation (its bias, the rounding
+    shift, the clip) is non-decreasing in the accumulator, so the max of the requantised
+    values is the requantised max; it then runs on 1/pool**2 of the values."""
     c, h, w, n = x.shape
     o, _, k, _ = weight.shape
     p = k // 2 if padding == "same" else 0
@@ -150,10 +162,13 @@ def conv2d_bl(
     for dy in range(k):
         for dx in range(k):
             patches[:, dy, dx] = padded[:, dy : dy + out_h, dx : dx + out_w]
-    acc = integer_matmul(
+    acc = exact_products(
         weight.astype(np.float64).reshape(o, c * k * k), patches.reshape(c * k * k, out_h * out_w * n)
-    )
-    return requantize(acc, bias[:, None], shift, low).reshape(o, out_h, out_w, n)
+    ).reshape(o, out_h, out_w, n)
+    if pool > 1:
+        acc = maxpool2d(acc, pool, axes=(1, 2))
+    acc = acc.astype(np.int64, copy=False)
+    return requantize(acc, bias[:, None, None, None], shift, low)
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str) -> np.ndarray:
@@ -264,17 +279,13 @@ def _forward(model: IntegerModel, x: np.ndarray) -> np.ndarray:
     n = x.shape[0]
     if len(model.spec.input_shape) == 3:
         x = x.reshape((n,) + model.spec.input_shape).transpose(1, 2, 3, 0)
-    layers = model.layers
-    for i, layer in enumerate(layers):
-        # a ReLU right after a dense/conv layer is folded into its saturation (same values)
-        low = 0 if i + 1 < len(layers) and isinstance(layers[i + 1], ReLU) else ACTIVATION_MIN
+    for layer, low, pool in _steps(model.layers):
         if isinstance(layer, IntegerDense):
             x = dense(x, layer.weight, layer.bias, layer.shift, low)
         elif isinstance(layer, IntegerConv2d):
-            x = conv2d_bl(x, layer.weight, layer.bias, layer.shift, layer.padding, low)
+            x = conv2d_bl(x, layer.weight, layer.bias, layer.shift, layer.padding, low, pool)
         elif isinstance(layer, ReLU):
-            if i == 0 or not isinstance(layers[i - 1], (IntegerDense, IntegerConv2d)):
-                x = relu(x)
+            x = relu(x)
         elif isinstance(layer, MaxPool2d):
             x = maxpool2d(x, layer.size, axes=(1, 2))
         elif isinstance(layer, Flatten):
@@ -282,6 +293,24 @@ def _forward(model: IntegerModel, x: np.ndarray) -> np.ndarray:
         else:
             raise IncompatibleModelError(f"unknown integer layer {layer!r}")
     return x
+
+
+def _steps(layers: tuple) -> list[tuple[object, int, int]]:
+    """(layer, low, pool) per step of the forward pass. A ReLU right after a dense/conv layer
+    is folded into its saturation (low = 0: relu(clip(v, lo, hi)) = clip(v, 0, hi)), and a
+    maxpool right after a conv layer (or after its folded ReLU) into the conv (`conv2d_bl`'s
+    pool); both give the same values as the layers one by one."""
+    steps: list[tuple[object, int, int]] = []
+    i = 0
+    while i < len(layers):
+        layer, low, pool = layers[i], ACTIVATION_MIN, 1
+        i += 1
+        if isinstance(layer, (IntegerDense, IntegerConv2d)) and i < len(layers) and isinstance(layers[i], ReLU):
+            low, i = 0, i + 1
+        if isinstance(layer, IntegerConv2d) and i < len(layers) and isinstance(layers[i], MaxPool2d):
+            pool, i = layers[i].size, i + 1
+        steps.append((layer, low, pool))
+    return steps
 
 
 def predict(model: IntegerModel, sml: SML, features: np.ndarray) -> np.ndarray:
