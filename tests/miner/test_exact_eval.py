@@ -160,6 +160,26 @@ def test_saturated_activations_feed_maximal_products():
     assert int(np.abs(ref).max()) > 0
 
 
+@pytest.mark.parametrize("wide", [False, True])
+def test_pooling_folded_into_a_conv_equals_pooling_after_it(wide):
+    """The evaluator pools a conv's accumulator before requantising (`_steps`); the reference
+    pools the requantised values. Pools right after a conv, after its ReLU, after a pool,
+    with a leftover row, and a ReLU after a folded pool, on inputs with ties (0/255)."""
+    spec = ModelSpec(
+        (3, 9, 9), 5,
+        (Conv2d(6, 3, "same"), MaxPool2d(2), ReLU(), Conv2d(5, 3, "same"), ReLU(), MaxPool2d(2),
+         MaxPool2d(2), Conv2d(4, 1, "valid"), Flatten(), Dense(5)),
+    )
+    rng = np.random.default_rng(12)
+    features = np.concatenate([rng.integers(0, 256, size=(60, 243)), rng.choice([0, 255], size=(20, 243))])
+    for seed in range(4):
+        model = random_model(spec, seed, wide)
+        assert np.array_equal(
+            integer_eval._forward(model, features), reference_eval.reference_forward(model, None, features)
+        )
+    assert [pool for _, _, pool in integer_eval._steps(model.layers)] == [2, 1, 2, 1, 1, 1, 1]
+
+
 def test_int64_fallback_computes_the_same(monkeypatch):
     spec = build_spec("cnn", 64, 10, (1, 8, 8))
     sml = model_sml(ANCHOR, MINER, spec.input_shape, 64)
