@@ -48,7 +48,7 @@ from miner.distributed import JobAborted, ReplicaGroup, Replicas, SingleProcess
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import IntegerModel
 from miner.model_spec import Conv2d, Dense, Flatten, MaxPool2d, ModelSpec, ReLU, layer_shapes
-from miner.quantize import TrainingDiverged, quantize_model
+from miner.quantize import FORWARD_CHUNK, TrainingDiverged, quantize_model
 from miner.sml import SML
 
 #: The integer model is exported and evaluated after an epoch only when (1) the float model's
@@ -302,7 +302,10 @@ class _TrainingRun:
     def float_bps(self) -> int:
         self.model.eval()
         with torch.no_grad():
-            predictions = self.model(self.device_inputs).argmax(dim=1)
+            predictions = torch.cat([
+                self.model(self.device_inputs[start : start + FORWARD_CHUNK]).argmax(dim=1)
+                for start in range(0, self.train.n, FORWARD_CHUNK)
+            ])
             correct = int((predictions == self.device_labels).sum())
         self.model.train()
         return correct * 10000 // self.train.n
