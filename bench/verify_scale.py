@@ -133,9 +133,10 @@ def measure(name: str, spec: ModelSpec, samples: int, repeats: int) -> dict:
     inputs = rng.integers(0, 1 << 14, size=(samples, spec.input_dim)).astype(np.int64)
     batch = max(1, min(integer_eval.EVAL_BATCH, integer_eval.BATCH_VALUES // integer_eval.values_per_sample(spec)))
 
-    def evaluator():
+    def evaluator():  # integer_forward's loop without the SML: batches sharing a workspace
+        workspace = integer_eval.Workspace()
         for start in range(0, samples, batch):
-            integer_eval._forward(model, inputs[start : start + batch])
+            integer_eval._forward(model, inputs[start : start + batch], workspace)
 
     pairs = products_only(model, batch, samples)
 

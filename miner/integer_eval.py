@@ -51,8 +51,12 @@ from miner.sml import SML
 ACTIVATION_MIN = -ACTIVATION_BOUND
 ACTIVATION_MAX = ACTIVATION_BOUND - 1
 EVAL_BATCH = 512  # samples per batch; only bounds memory, results do not depend on it
-#: Values held per batch at most (the patch matrix of a wide conv is the big one).
-BATCH_VALUES = 1 << 20
+#: Values held per batch at most (the patch matrix of a wide conv is the big one): 4 MB of
+#: float64, which stays in cache between the unfold that writes it and the GEMM that reads
+#: it. Measured (one thread, 2,000 samples, the same workspace): 2**19 gave the 28x28 cnns
+#: 65-81 ms against 119-142 ms at 2**20 (8 MB), and 2**18 or 2**17 were slower again
+#: (smaller GEMMs).
+BATCH_VALUES = 1 << 19
 #: Multiply-accumulates one evaluation may cost (SML + network over every sample): a block
 #: whose task needs more is refused by every node alike, before any work is done.
 MAX_EVALUATION_MACS = 1 << 35
@@ -96,12 +100,36 @@ def integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return exact_products(a, b).astype(np.int64, copy=False)
 
 
-def exact_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b, exact: float64 holding integers (BLAS), or int64 where the BLAS failed the
-    self-check. For callers that reduce the products before converting them."""
+def exact_products(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b, exact: float64 holding integers (BLAS; into `out`, a float64 array, if given),
+    or int64 where the BLAS failed the self-check. For callers that reduce the products
+    before converting them."""
     if products_are_exact():
-        return np.matmul(a, b, dtype=np.float64)
+        return np.matmul(a, b, dtype=np.float64, out=out)
     return np.matmul(a.astype(np.int64), b.astype(np.int64))
+
+
+class Workspace:
+    """Scratch arrays one evaluation reuses from batch to batch, by name and shape.
+
+    A wide conv's patch matrix and products are megabytes. Allocated afresh for every batch,
+    the allocator handed their pages back and took them again, each first touch a page
+    fault: a batch took up to four times as long, varying from run to run with the
+    allocator's state (measured: the 8-channel 28x28 cnn, 64-276 ms for the same 2,000
+    samples). Only an array's contents change between uses; a padded input's border, never
+    written, stays zero.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple, np.ndarray] = {}
+
+    def array(self, name: tuple, shape: tuple[int, ...], *, zeroed: bool = False,
+              dtype: type = np.float64) -> np.ndarray:
+        held = self._arrays.get(name)
+        if held is None or held.shape != shape:
+            held = np.zeros(shape, dtype) if zeroed else np.empty(shape, dtype)
+            self._arrays[name] = held
+        return held
 
 
 # --- the small pure functions --------------------------------------------------------------
@@ -142,7 +170,7 @@ def dense(
 
 def conv2d_bl(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str,
-    low: int = ACTIVATION_MIN, pool: int = 1,
+    low: int = ACTIVATION_MIN, pool: int = 1, workspace: tuple[Workspace, object] | None = None,
 ) -> np.ndarray:
     """Batch-last: x (c, h, w, n), weight (o, c, k, k) -> (o, h', w', n). Stride 1, zero
     padding k//2 for "same"; cross-correlation, like torch.nn.Conv2d.
@@ -150,25 +178,35 @@ def conv2d_bl(
     pool > 1 also applies the maxpool2d(pool) that follows the layer, to the accumulator,
     before requantising: for each output channel requantisation (its bias, the rounding
     shift, the clip) is non-decreasing in the accumulator, so the max of the requantised
-    values is the requantised max; it then runs on 1/pool**2 of the values."""
+    values is the requantised max; it then runs on 1/pool**2 of the values.
+
+    workspace: (a Workspace, this layer's key in it) to reuse the scratch arrays."""
+    space, key = workspace if workspace is not None else (Workspace(), None)
     c, h, w, n = x.shape
     o, _, k, _ = weight.shape
     p = k // 2 if padding == "same" else 0
-    padded = np.zeros((c, h + 2 * p, w + 2 * p, n), dtype=np.float64)
+    padded = space.array((key, "padded"), (c, h + 2 * p, w + 2 * p, n), zeroed=True)
     padded[:, p : p + h, p : p + w] = x
     out_h, out_w = h + 2 * p - k + 1, w + 2 * p - k + 1
     # patches[c, dy, dx, i, j, :] = padded[c, i + dy, j + dx, :]: the unfold
-    patches = np.empty((c, k, k, out_h, out_w, n), dtype=np.float64)
+    patches = space.array((key, "patches"), (c, k, k, out_h, out_w, n))
     for dy in range(k):
         for dx in range(k):
             patches[:, dy, dx] = padded[:, dy : dy + out_h, dx : dx + out_w]
     acc = exact_products(
-        weight.astype(np.float64).reshape(o, c * k * k), patches.reshape(c * k * k, out_h * out_w * n)
+        weight.astype(np.float64).reshape(o, c * k * k), patches.reshape(c * k * k, out_h * out_w * n),
+        out=space.array((key, "products"), (o, out_h * out_w * n)),
     ).reshape(o, out_h, out_w, n)
     if pool > 1:
-        acc = maxpool2d(acc, pool, axes=(1, 2))
-    acc = acc.astype(np.int64, copy=False)
-    return requantize(acc, bias[:, None, None, None], shift, low)
+        acc = maxpool2d(acc, pool, axes=(1, 2), out=space.array((key, "pooled"), _pooled_shape(acc.shape, pool)))
+    values = space.array((key, "values"), acc.shape, dtype=np.int64)  # the layer's output
+    np.copyto(values, acc, casting="unsafe")
+    return requantize(values, bias[:, None, None, None], shift, low)
+
+
+def _pooled_shape(shape: tuple[int, ...], size: int) -> tuple[int, ...]:
+    """(o, h, w, n) -> (o, h // size, w // size, n)."""
+    return (shape[0], shape[1] // size, shape[2] // size, shape[3])
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, padding: str) -> np.ndarray:
@@ -181,9 +219,12 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
 
-def maxpool2d(x: np.ndarray, size: int, axes: tuple[int, int] = (2, 3)) -> np.ndarray:
+def maxpool2d(
+    x: np.ndarray, size: int, axes: tuple[int, int] = (2, 3), out: np.ndarray | None = None
+) -> np.ndarray:
     """Max over size x size windows of the two image axes of x: (n, c, h, w) by default,
-    axes (1, 2) for the evaluator's (c, h, w, n); leftover rows/columns are dropped."""
+    axes (1, 2) for the evaluator's (c, h, w, n); leftover rows/columns are dropped. Into
+    `out` (of the pooled shape and x's dtype) if given."""
     oh, ow = x.shape[axes[0]] // size, x.shape[axes[1]] // size
 
     def view(dy: int, dx: int) -> np.ndarray:
@@ -193,7 +234,10 @@ def maxpool2d(x: np.ndarray, size: int, axes: tuple[int, int] = (2, 3)) -> np.nd
         return x[tuple(index)]
 
     # the maximum of size*size strided views (numpy's max over the windows' axes is ~20x slower)
-    out = view(0, 0).copy()
+    if out is None:
+        out = view(0, 0).copy()
+    else:
+        np.copyto(out, view(0, 0))
     for dy in range(size):
         for dx in range(size):
             if dy or dx:
@@ -266,24 +310,28 @@ def integer_forward(model: IntegerModel, sml: SML, features: np.ndarray) -> np.n
     """
     check_compatible(model, sml, features.shape[1])
     batch = max(1, min(EVAL_BATCH, BATCH_VALUES // values_per_sample(model.spec)))
-    batches = []
+    batches, workspace = [], Workspace()
     for chunk in range(0, features.shape[0], EVAL_BATCH):  # the SML in chunks of EVAL_BATCH
         mapped = sml.apply_int(features[chunk : chunk + EVAL_BATCH])
-        batches += [_forward(model, mapped[start : start + batch]) for start in range(0, mapped.shape[0], batch)]
+        batches += [
+            _forward(model, mapped[start : start + batch], workspace)
+            for start in range(0, mapped.shape[0], batch)
+        ]
     return np.concatenate(batches, axis=0)
 
 
-def _forward(model: IntegerModel, x: np.ndarray) -> np.ndarray:
+def _forward(model: IntegerModel, x: np.ndarray, workspace: Workspace | None = None) -> np.ndarray:
     """SML output (n, input_dim) int64 -> logits (n, num_classes) int64. Image activations
     are held as (c, h, w, n) (see the module docstring)."""
     n = x.shape[0]
     if len(model.spec.input_shape) == 3:
         x = x.reshape((n,) + model.spec.input_shape).transpose(1, 2, 3, 0)
-    for layer, low, pool in _steps(model.layers):
+    workspace = workspace if workspace is not None else Workspace()
+    for i, (layer, low, pool) in enumerate(_steps(model.layers)):
         if isinstance(layer, IntegerDense):
             x = dense(x, layer.weight, layer.bias, layer.shift, low)
         elif isinstance(layer, IntegerConv2d):
-            x = conv2d_bl(x, layer.weight, layer.bias, layer.shift, layer.padding, low, pool)
+            x = conv2d_bl(x, layer.weight, layer.bias, layer.shift, layer.padding, low, pool, (workspace, i))
         elif isinstance(layer, ReLU):
             x = relu(x)
         elif isinstance(layer, MaxPool2d):
@@ -292,7 +340,7 @@ def _forward(model: IntegerModel, x: np.ndarray) -> np.ndarray:
             x = flatten_bl(x)
         else:
             raise IncompatibleModelError(f"unknown integer layer {layer!r}")
-    return x
+    return np.array(x)  # a copy: a conv's output (flattened last) lives in the workspace
 
 
 def _steps(layers: tuple) -> list[tuple[object, int, int]]:
