@@ -60,8 +60,8 @@ def test_bad_input_gets_a_message_and_posts_nothing(node, open_page, screenshot)
     page.fill("#model-json", json.dumps({"version": 1, "input_shape": [64], "num_classes": 10,
                                          "layers": [{"type": "dense", "units": 10}]}))
     message = post_and_read(page)
-    assert message == ("Not posted: model spec takes 64 inputs, but the SML maps the dataset's "
-                       "64 features to 128"), message
+    assert message == ("Not posted: model spec does not fit the dataset: model input has 64 "
+                       "values, the SML of 64 features gives 128"), message
 
     fill_task_form(page, time_limit="0")
     assert "time limit must be 1.." in post_and_read(page)
