@@ -308,9 +308,13 @@ def model_sml(anchor_hash: bytes, miner: bytes, input_shape: tuple[int, ...], d:
 
 def local_sml_for(anchor_hash: bytes, miner: bytes, layout: tuple[int, int, int, int]) -> LocalSML:
     """The local SML (module doc) for (E, c, h, w): E*c*h*w rows over c*h*w features."""
-    expansion, c, h, w = layout
     matrix = _cached_local_matrix(sml_seed(anchor_hash, miner), layout)
-    return LocalSML(matrix=matrix, output_shift=output_shift_for(9 * c), image_shape=(c, h, w))
+    return LocalSML(matrix=matrix, output_shift=_output_shift(layout, 0), image_shape=layout[1:])
+
+
+def _output_shift(layout: tuple[int, int, int, int] | None, d: int) -> int:
+    """The dense SML's rows have about d/3 taps, the local SML's at most 9c (module doc)."""
+    return output_shift_for(d if layout is None else 9 * layout[1])
 
 
 @lru_cache(maxsize=8)
@@ -331,11 +335,9 @@ def _cached_local_matrix(seed: bytes, layout: tuple[int, int, int, int]) -> np.n
 def sml_of_matrix(matrix: np.ndarray, input_shape: tuple[int, ...], d: int) -> SML:
     """An SML from a matrix someone kept (a delivered model), with the output shift its
     kind has; applied densely, which gives the same numbers for either kind."""
-    layout = sml_layout(input_shape, d)
-    shift = output_shift_for(d if layout is None else 9 * layout[1])
     frozen = np.array(matrix, dtype=np.int8)
     frozen.setflags(write=False)
-    return SML(matrix=frozen, output_shift=shift)
+    return SML(matrix=frozen, output_shift=_output_shift(sml_layout(input_shape, d), d))
 
 
 def identity_mapping(input_dim: int) -> SML:
