@@ -107,6 +107,12 @@ def trained():
 @pytest.fixture
 def height(trained):
     _digits, train, test, spec = trained
+    return make_height(train, test, spec)
+
+
+def make_height(train, test, spec, model=None) -> Height:
+    """Task 1 (train, test, spec) posted on a fresh chain and a model for it: `model`, with
+    claims of 9,900 bps, or else one trained behind MINER's SML, with its true accuracies."""
     db = open_database(None)
     blobs = BlobStore(None)
     book = SolutionBook(db, blobs)
@@ -121,11 +127,14 @@ def height(trained):
     })
     produce_idle_block(chain, [post])
     anchor = chain.get_canonical_head()  # task 1 became best after the block that posted it
+    at = TaskAnchor(anchor.block_number, anchor.hash)
+    if model is not None:
+        return Height(chain=chain, book=book, train=train, test=test, test_blob=test_blob,
+                      model_blob=encode_model(model), train_bps=9_900, test_bps=9_900, anchor=at)
     sml = sml_for(anchor.hash, address(MINER), train.d)
     result = train_model(spec, train, sml, target_train_bps=9_800, time_limit_s=60, seed=1)
     return Height(
         chain=chain, book=book, train=train, test=test, test_blob=test_blob,
         model_blob=encode_model(result.integer_model), train_bps=result.train_bps,
-        test_bps=evaluate_integer_model(result.integer_model, sml, test),
-        anchor=TaskAnchor(anchor.block_number, anchor.hash),
+        test_bps=evaluate_integer_model(result.integer_model, sml, test), anchor=at,
     )

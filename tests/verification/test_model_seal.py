@@ -12,6 +12,7 @@ from eth_utils import keccak
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import encode_model
 from miner.messages import SolutionAnnouncement, commitment_for
+from miner.model_spec import Conv2d, Dense, Flatten, ModelSpec, ReLU
 from miner.sml import sml_for
 from miner.training import train_model
 from pole_chain.chain.block_production import produce_pole_block
@@ -27,7 +28,9 @@ from vm_hooks.seal_errors import (
 
 from tests.chain.conftest import head_state
 
-from .conftest import COPIER, MIN_TRAIN_BPS, MINER, address
+from tests.miner.test_integer_model import random_model
+
+from .conftest import COPIER, MIN_TRAIN_BPS, MINER, address, make_height
 
 
 def assert_refused(height, error, **seal_args):
@@ -54,6 +57,20 @@ def test_claimed_test_accuracy_above_the_true_one_is_refused(height):
 def test_claimed_training_accuracy_above_the_true_one_is_refused(height):
     claim = height.train_bps + 1
     assert_refused(height, AccuracyMismatchError, train_bps=claim)
+
+
+@pytest.mark.parametrize("input_shape", [(1, 8, 8), (9, 8, 8), (100,)])
+def test_a_task_whose_model_no_sml_produces_is_refused(trained, input_shape):
+    """A poster's spec that fits neither SML of its data (an image input with E = 1 or 9
+    maps per pixel, a flat input of the wrong width): the block is refused as a rejected
+    model, the same verdict on every node, and nothing is evaluated."""
+    _digits, train, test, _spec = trained
+    layers = (Conv2d(4, 3, "same"), ReLU(), Flatten(), Dense(10)) if len(input_shape) == 3 else (Dense(10),)
+    spec = ModelSpec(input_shape, 10, layers)
+    height = make_height(train, test, spec, model=random_model(spec))
+    with pytest.raises(ModelRejectedError, match="cannot be evaluated on the task's data"):
+        height.seal()
+    assert height.task.is_open
 
 
 def test_weights_not_matching_the_commitment_are_refused(height):
