@@ -2,16 +2,22 @@
 
     python -m bench.verify_scale [--repeats 5] [--samples 2000] [--lenet-samples 10000]
 
-One thread (BLAS limited with threadpoolctl, torch not involved). For each model of an MLP
-family and a CNN family up to the spec limits (random int8 weights inside the exactness
-bound, random SML-sized inputs):
-  evaluator_s  the network part of `integer_forward` (every layer, requantisation, unfold,
-               layout changes; the SML excluded, it is timed on its own);
-  blas_s       only the float64 matmuls the evaluator issues, on operands prepared beforehand
-               (same shapes, same batches): the cost of the products alone;
+One thread (torch.set_num_threads, threadpoolctl for numpy's baseline; every product of an
+evaluation runs on torch's BLAS, miner/products.py). For each model of an MLP family and a
+CNN family up to the spec limits (random int8 weights inside the exactness bound, random
+SML-sized inputs):
+  evaluator_s  the network part of `integer_forward` (every layer, requantisation, padding,
+               pooling, layout changes; the SML excluded, it is timed on its own);
+  blas_s       the same products as plain float64 matmuls on operands prepared beforehand,
+               one per layer and batch: a dense layer's, and for a convolution the im2col
+               GEMM (weights (o, c*k*k) by patches (c*k*k, h'*w'*n)) of a textbook float64
+               conv, the unfold not timed; the cost of the products alone. Timed with
+               torch's BLAS (torch_blas_s, the evaluator's own) and numpy's (numpy_blas_s,
+               OpenBLAS in numpy's wheel; on this AMD machine the faster for large dense
+               GEMMs); blas_s is the faster of the two;
 and GMAC/s = network multiply-accumulates / time. `mlp_vs_blas` and `cnn_vs_blas` are the
-smallest evaluator/BLAS GMAC/s ratio over the family (1.0: the evaluator costs only its
-products). `lenet28_verify_s` is `evaluate_integer_model` (SML + network + accuracy) of a
+smallest evaluator/BLAS GMAC/s ratio over the family (1.0: the evaluator costs only the
+products, computed by the fastest BLAS at hand). `lenet28_verify_s` is `evaluate_integer_model` (SML + network + accuracy) of a
 LeNet-size CNN over 10,000 samples of the built-in 28x28 dataset `digits28`, on one thread
 and again on two (`lenet28_verify_2threads_s`: BLAS on 2 threads, the goal's 2 cores). Times
 are the minimum over the repeats. Writes docs/verify_scale.svg (verification time vs MACs/sample).
@@ -25,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from threadpoolctl import threadpool_limits
 
 from miner import integer_eval
@@ -33,6 +40,7 @@ from miner.integer_model import IntegerConv2d, IntegerDense, IntegerModel
 from miner.model_spec import (
     Conv2d, Dense, Flatten, MaxPool2d, ModelSpec, ReLU, build_spec, layer_shapes, macs_per_sample,
 )
+from miner.products import products_are_exact
 from miner.sml import model_sml
 
 from .report import report
@@ -102,15 +110,15 @@ def random_int8_model(spec: ModelSpec, seed: int) -> IntegerModel:
     return IntegerModel(spec, tuple(layers))
 
 
-def products_only(model: IntegerModel, batch: int, n: int):
-    """The float64 operand pairs of every matmul the evaluator issues for n samples."""
+def products_only(model: IntegerModel, batch: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The float64 operand pairs of one matmul per layer and batch for n samples."""
     rng = np.random.default_rng(0)
     pairs = []
     for start in range(0, n, batch):
         b = min(batch, n - start)
         for layer, shape, after in zip(model.layers, layer_shapes(model.spec), layer_shapes(model.spec)[1:]):
             if isinstance(layer, IntegerDense):
-                pairs.append((rng.random((b, shape[0])), layer.weight.astype(np.float64).T))
+                pairs.append((rng.random((b, shape[0])), np.ascontiguousarray(layer.weight.astype(np.float64).T)))
             elif isinstance(layer, IntegerConv2d):
                 o, c, k, _ = layer.weight.shape
                 pairs.append((layer.weight.astype(np.float64).reshape(o, c * k * k),
@@ -147,16 +155,23 @@ def measure(name: str, spec: ModelSpec, samples: int, repeats: int) -> dict:
             integer_eval._forward(model, inputs[start : start + batch], workspace)
 
     pairs = products_only(model, batch, samples)
+    tensors = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in pairs]
 
-    def blas():
+    def torch_blas():
+        for a, b in tensors:
+            torch.mm(a, b)
+
+    def numpy_blas():
         for a, b in pairs:
             a @ b
 
     macs = macs_per_sample(spec) * samples
-    evaluator_s, blas_s = alternating_best_of(repeats, evaluator, blas)
+    evaluator_s, torch_s, numpy_s = alternating_best_of(repeats, evaluator, torch_blas, numpy_blas)
+    blas_s = min(torch_s, numpy_s)
     row = {
         "model": name, "macs_per_sample": macs_per_sample(spec), "samples": samples, "batch": batch,
-        "evaluator_s": round(evaluator_s, 4), "blas_s": round(blas_s, 4),
+        "evaluator_s": round(evaluator_s, 4), "torch_blas_s": round(torch_s, 4),
+        "numpy_blas_s": round(numpy_s, 4), "blas_s": round(blas_s, 4),
         "evaluator_gmacs": round(macs / evaluator_s / 1e9, 3), "blas_gmacs": round(macs / blas_s / 1e9, 3),
         "ratio": round(blas_s / evaluator_s, 3),
     }
@@ -228,13 +243,14 @@ def main() -> None:
     parser.add_argument("--lenet-samples", type=int, default=10_000)
     args = parser.parse_args()
     start = time.monotonic()
-    with threadpool_limits(1):
-        assert integer_eval.products_are_exact()
+    assert products_are_exact()
+    torch.set_num_threads(1)
+    with threadpool_limits(1, user_api="blas"):  # numpy's BLAS, the second baseline
         mlps = [measure(name, spec, args.samples, args.repeats) for name, spec in MLP_FAMILY.items()]
         cnns = [measure(name, spec, args.samples, args.repeats) for name, spec in CNN_FAMILY.items()]
-        verify_s, sml_s, lenet_macs = lenet28_verify_s(args.lenet_samples, args.repeats)
-    with threadpool_limits(2):  # the goal's own condition: 2 cores
-        verify_2_s, sml_2_s, _ = lenet28_verify_s(args.lenet_samples, args.repeats)
+    verify_s, sml_s, lenet_macs = lenet28_verify_s(args.lenet_samples, args.repeats)
+    torch.set_num_threads(2)  # the goal's own condition: 2 cores
+    verify_2_s, sml_2_s, _ = lenet28_verify_s(args.lenet_samples, args.repeats)
     svg_plot(mlps + cnns, PLOT)
     report("verify_scale", {
         "mlp_vs_blas": min(r["ratio"] for r in mlps),
@@ -248,6 +264,7 @@ def main() -> None:
         "models": mlps + cnns,
         "threads": 1,
         "numpy": np.__version__,
+        "torch": torch.__version__,
         "seconds": round(time.monotonic() - start, 1),
     })
 

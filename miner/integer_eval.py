@@ -1,26 +1,19 @@
 """Deterministic evaluation of an IntegerModel (consensus-critical).
 
 Every value is an integer: integer weights and biases, rounding right shift, saturation, ReLU,
-max-pooling, argmax. The dot products are computed with float64 matrix products (BLAS dgemm)
-and converted back to int64, which is exact, bit for bit on every machine, thread count and
+max-pooling, argmax. The dot products are float64 GEMMs of integer values (miner/products.py),
+converted back to int64, which is exact, bit for bit on every machine, thread count and
 BLAS: the model format (integer_model.py) guarantees that every partial sum of every dot
 product is an integer below 2**53 in magnitude, and float64 adds and multiplies such integers
 exactly, in any order, with or without FMA (proof in docs/ML.md, "Deterministic evaluation").
 Everything after the products (bias, rounding shift, saturation) is int64.
 
-Kernels: a matmul of two float64 arrays (numpy -> BLAS dgemm: a plain sum of products per
-output). A convolution is an unfold (the k*k shifted windows of the padded input copied into
-a (c*k*k, h'*w'*n) patch matrix) followed by one such matmul; there is no FFT or Winograd
-convolution anywhere (their intermediate values are not the integers above, so they would not
-be exact). Activations of image layers are held batch-last, (c, h, w, n): a window shift is
-then a slice whose rows are contiguous runs of w'*n values (the unfold and the pooling copy
-long runs, not rows of w' values), and each convolution is a single large GEMM whose output
-(o, h'*w'*n) is already in that layout; `flatten_bl` restores torch's per-sample
+Kernels (on numpy's BLAS, or all on torch's in a model with convolutions): a dense layer is
+one GEMM. A convolution is k*k GEMMs accumulated into one output, one per kernel offset, each
+reading its window of the padded input in place (`conv2d_bl`): no unfold. Activations of image layers are held batch-last, (c, h, w, n): a window is then a
+strided matrix BLAS takes as it is, the output (o, h'*w'*n) is already in that layout, the
+pooling reads long contiguous runs, and `flatten_bl` restores torch's per-sample
 channel-major order.
-
-Before the first use, `products_are_exact()` checks the BLAS against int64 on operands at
-the bounds; should a BLAS ever fail it (none known does), numpy's int64 matmul (exact, no
-BLAS, several times slower) computes the same integers instead.
 
 No int64 overflow is possible after the products: |acc| < 2**53, |bias| < 2**31, and the
 rounding term is at most 2**61 (shift <= 62), so acc + bias + 2**(shift-1) < 2**63.
@@ -28,8 +21,6 @@ rounding term is at most 2**61 (shift <= 62), so acc + bias + 2**(shift-1) < 2**
 
 from __future__ import annotations
 
-import functools
-import logging
 import math
 
 import numpy as np
@@ -37,7 +28,6 @@ import numpy as np
 from miner.datasets import Dataset
 from miner.integer_model import ACTIVATION_BOUND, IntegerConv2d, IntegerDense, IntegerModel
 from miner.model_spec import (
-    MAX_FAN_IN,
     Conv2d,
     Flatten,
     MaxPool2d,
@@ -46,67 +36,25 @@ from miner.model_spec import (
     layer_shapes,
     macs_per_sample,
 )
+from miner.products import accumulate_products, integer_matmul
 from miner.sml import SML
 
 ACTIVATION_MIN = -ACTIVATION_BOUND
 ACTIVATION_MAX = ACTIVATION_BOUND - 1
 EVAL_BATCH = 512  # samples per batch; only bounds memory, results do not depend on it
-#: Values held per batch at most (the patch matrix of a wide conv is the big one): 4 MB of
-#: float64, which stays in cache between the unfold that writes it and the GEMM that reads
-#: it. Measured (one thread, 2,000 samples, the same workspace): 2**19 gave the 28x28 cnns
-#: 65-81 ms against 119-142 ms at 2**20 (8 MB), and 2**18 or 2**17 were slower again
-#: (smaller GEMMs).
-BATCH_VALUES = 1 << 19
+#: Values held per batch at most (a conv's padded input or its products are the big ones):
+#: 2 MB of float64, which stays in cache between the GEMMs that write the products and the
+#: pooling that reads them. Measured (one thread, 2,000 samples, alternating runs): 2**18
+#: kept every bench CNN within 0.82-1.2 of its im2col GEMM; 2**19 left the built-in cnn at
+#: 0.65, 2**17 the 32-channel one at 0.68 (smaller GEMMs).
+BATCH_VALUES = 1 << 18
 #: Multiply-accumulates one evaluation may cost (SML + network over every sample): a block
 #: whose task needs more is refused by every node alike, before any work is done.
 MAX_EVALUATION_MACS = 1 << 35
 
-_log = logging.getLogger("pole.evaluator")
-
 
 class IncompatibleModelError(ValueError):
     """The model does not fit the SML or dataset it is evaluated with."""
-
-
-# --- the exact product kernel ------------------------------------------------------------------
-
-
-@functools.cache
-def products_are_exact() -> bool:
-    """float64 matmul gives int64 matmul's integers on operands at the format's bounds.
-
-    Checked once per process: weights +-2**15 with random signs, activations +-2**24 (the
-    largest magnitudes the format allows), a fan-in of 2**13 so that partial sums reach
-    2**52, with carries across every bit.
-    """
-    rng = np.random.default_rng(53)
-    fan_in = MAX_FAN_IN // 2
-    a = rng.choice([-ACTIVATION_BOUND, ACTIVATION_BOUND - 1], size=(24, fan_in))
-    a[:, ::3] = rng.integers(-ACTIVATION_BOUND, ACTIVATION_BOUND, size=a[:, ::3].shape)
-    w = rng.choice([-(1 << 15), (1 << 15) - 1], size=(fan_in, 20))
-    w[0, :] = 1  # an odd term next to 2**52-sized sums
-    exact = a @ w  # int64, numpy's own loop
-    fast = (a.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
-    ok = bool(np.array_equal(exact, fast))
-    if not ok:
-        _log.warning("float64 BLAS matmul is not exact on integers; evaluating with int64 matmul")
-    return ok
-
-
-def integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b for integer-valued arrays within the exactness bound -> int64, exact.
-
-    a and b may be float64 (already converted) or integers."""
-    return exact_products(a, b).astype(np.int64, copy=False)
-
-
-def exact_products(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """a @ b, exact: float64 holding integers (BLAS; into `out`, a float64 array, if given),
-    or int64 where the BLAS failed the self-check. For callers that reduce the products
-    before converting them."""
-    if products_are_exact():
-        return np.matmul(a, b, dtype=np.float64, out=out)
-    return np.matmul(a.astype(np.int64), b.astype(np.int64))
 
 
 class Workspace:
@@ -161,10 +109,12 @@ def requantize(acc: np.ndarray, bias: np.ndarray, shift: int, low: int = ACTIVAT
 
 
 def dense(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, low: int = ACTIVATION_MIN
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, shift: int, low: int = ACTIVATION_MIN,
+    on_torch: bool = False,
 ) -> np.ndarray:
-    """x (n, fan_in), weight (units, fan_in), bias (units,) -> (n, units) int64."""
-    acc = integer_matmul(x.astype(np.float64), weight.astype(np.float64).T)
+    """x (n, fan_in), weight (units, fan_in), bias (units,) -> (n, units) int64. on_torch: the
+    product on torch's BLAS (in a model with convolutions, miner/products.py)."""
+    acc = integer_matmul(x.astype(np.float64), weight.astype(np.float64).T, on_torch)
     return requantize(acc, bias, shift, low)
 
 
@@ -185,18 +135,20 @@ def conv2d_bl(
     c, h, w, n = x.shape
     o, _, k, _ = weight.shape
     p = k // 2 if padding == "same" else 0
-    padded = space.array((key, "padded"), (c, h + 2 * p, w + 2 * p, n), zeroed=True)
-    padded[:, p : p + h, p : p + w] = x
-    out_h, out_w = h + 2 * p - k + 1, w + 2 * p - k + 1
-    # patches[c, dy, dx, i, j, :] = padded[c, i + dy, j + dx, :]: the unfold
-    patches = space.array((key, "patches"), (c, k, k, out_h, out_w, n))
-    for dy in range(k):
-        for dx in range(k):
-            patches[:, dy, dx] = padded[:, dy : dy + out_h, dx : dx + out_w]
-    acc = exact_products(
-        weight.astype(np.float64).reshape(o, c * k * k), patches.reshape(c * k * k, out_h * out_w * n),
-        out=space.array((key, "products"), (o, out_h * out_w * n)),
-    ).reshape(o, out_h, out_w, n)
+    hp, wp = h + 2 * p, w + 2 * p
+    out_h, out_w = hp - k + 1, wp - k + 1
+    # Each channel's padded image flattened to one row, plus k - 1 spare pixels of zeros. An
+    # output row is computed over the full padded width wp: out[:, i, j] for j < out_w is the
+    # convolution; j >= out_w wrap onto the next row, are never read, and bound like the rest.
+    # Then the window of kernel offset (dy, dx) is one contiguous run of every row, starting
+    # at (dy * wp + dx) * n: a strided matrix that BLAS reads in place.
+    flat = space.array((key, "padded"), (c, (hp * wp + k - 1) * n), zeroed=True)
+    flat[:, : hp * wp * n].reshape(c, hp, wp, n)[:, p : p + h, p : p + w] = x
+    taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1), dtype=np.float64)  # (k, k, o, c)
+    run = out_h * wp * n
+    terms = [(taps[dy, dx], flat[:, (dy * wp + dx) * n :][:, :run]) for dy in range(k) for dx in range(k)]
+    acc = accumulate_products(terms, space.array((key, "products"), (o, run)))
+    acc = acc.reshape(o, out_h, wp, n)[:, :, :out_w]
     if pool > 1:
         acc = maxpool2d(acc, pool, axes=(1, 2), out=space.array((key, "pooled"), _pooled_shape(acc.shape, pool)))
     values = space.array((key, "values"), acc.shape, dtype=np.int64)  # the layer's output
@@ -279,13 +231,16 @@ def evaluation_macs(spec: ModelSpec, sml: SML, samples: int) -> int:
 
 
 def values_per_sample(spec: ModelSpec) -> int:
-    """The largest array one sample adds to a batch: an activation, or a conv's patches."""
+    """The largest array one sample adds to a batch: an activation, or a conv's padded input
+    or its products (computed over the padded width, `conv2d_bl`)."""
     shapes = layer_shapes(spec)
     largest = math.prod(spec.input_shape)
     for layer, before, after in zip(spec.layers, shapes, shapes[1:]):
         largest = max(largest, math.prod(after))
         if isinstance(layer, Conv2d):
-            largest = max(largest, before[0] * layer.kernel**2 * after[1] * after[2])
+            pad = 2 * (layer.kernel // 2) if layer.padding == "same" else 0
+            padded_width = before[2] + pad
+            largest = max(largest, before[0] * (before[1] + pad) * padded_width, after[0] * after[1] * padded_width)
     return largest
 
 
@@ -327,9 +282,10 @@ def _forward(model: IntegerModel, x: np.ndarray, workspace: Workspace | None = N
     if len(model.spec.input_shape) == 3:
         x = x.reshape((n,) + model.spec.input_shape).transpose(1, 2, 3, 0)
     workspace = workspace if workspace is not None else Workspace()
+    on_torch = any(isinstance(layer, IntegerConv2d) for layer in model.layers)  # one BLAS an evaluation
     for i, (layer, low, pool) in enumerate(_steps(model.layers)):
         if isinstance(layer, IntegerDense):
-            x = dense(x, layer.weight, layer.bias, layer.shift, low)
+            x = dense(x, layer.weight, layer.bias, layer.shift, low, on_torch)
         elif isinstance(layer, IntegerConv2d):
             x = conv2d_bl(x, layer.weight, layer.bias, layer.shift, layer.padding, low, pool, (workspace, i))
         elif isinstance(layer, ReLU):

@@ -44,6 +44,8 @@ from functools import cached_property, lru_cache
 import numpy as np
 from eth_utils import keccak
 
+from miner.products import exact_products
+
 SML_EXPANSION = 2
 ANCHOR_HASH_SIZE = 32
 MINER_ADDRESS_SIZE = 20
@@ -140,7 +142,7 @@ class SML:
         the product is computed in any order without rounding (docs/ML.md, "Deterministic
         evaluation"). The features' range is the premise, so it is checked, not assumed.
         """
-        mapped = np.matmul(self._checked(features), self._float_matrix_t)  # (n, out_dim)
+        mapped = exact_products(self._checked(features), self._float_matrix_t)  # (n, out_dim)
         return np.maximum(mapped, 0).astype(np.int64)
 
     def _checked(self, features: np.ndarray) -> np.ndarray:

@@ -2,6 +2,9 @@
 inside the model format's exactness bound; a model outside the bound is refused before any
 evaluation (docs/ML.md, "Deterministic evaluation")."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -12,7 +15,6 @@ from miner.integer_eval import (
     conv2d,
     dense,
     integer_forward,
-    products_are_exact,
 )
 from miner.integer_model import (
     ACTIVATION_BOUND,
@@ -24,6 +26,7 @@ from miner.integer_model import (
     decode_model,
     encode_model,
 )
+from miner import products
 from miner.model_spec import MAX_FAN_IN, Conv2d, Dense, Flatten, MaxPool2d, ModelSpec, ReLU, build_spec
 from miner.sml import model_sml
 from tests.miner import reference_eval
@@ -50,7 +53,7 @@ def test_the_bound_is_the_one_documented():
     assert FULL_ROW * W16 * ACTIVATION_BOUND + (1 << 31) < EXACT_BOUND
     assert MAX_FAN_IN * (W16 + 1) * ACTIVATION_BOUND >= EXACT_BOUND
     assert MAX_FAN_IN * 128 * ACTIVATION_BOUND < EXACT_BOUND  # int8: always inside
-    assert products_are_exact()
+    assert products.products_are_exact() and products.products_are_exact(on_torch=True)
 
 
 def test_dense_at_the_bound_equals_python_integers():
@@ -71,7 +74,7 @@ def test_dense_at_the_bound_equals_python_integers():
         got = dense(x, w, b, shift)
         assert got.tolist() == python_dense(x, w, b, shift)
         assert np.array_equal(got, reference_eval.dense(x, w, b, shift))
-    raw = integer_eval.integer_matmul(x.astype(np.float64), w.astype(np.float64).T)
+    raw = products.integer_matmul(x.astype(np.float64), w.astype(np.float64).T)
     assert int(np.abs(raw).max()) > EXACT_BOUND - (1 << 40)  # the test reaches the bound
 
 
@@ -180,13 +183,17 @@ def test_pooling_folded_into_a_conv_equals_pooling_after_it(wide):
     assert [pool for _, _, pool in integer_eval._steps(model.layers)] == [2, 1, 2, 1, 1, 1, 1]
 
 
-def test_int64_fallback_computes_the_same(monkeypatch):
-    spec = build_spec("cnn", 64, 10, (1, 8, 8))
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_int64_fallback_computes_the_same(monkeypatch, name):
+    """Where a BLAS failed the self-check, numpy's int64 matmuls give the same logits: the
+    dense SML and dense layers (mlp, numpy's BLAS), convolutions and dense layers (cnn,
+    torch's)."""
+    spec = build_spec(name, 64, 10, (1, 8, 8))
     sml = model_sml(ANCHOR, MINER, spec.input_shape, 64)
     model = random_model(spec, 5, True)
     features = np.random.default_rng(5).integers(0, 256, size=(50, 64))
     fast = integer_forward(model, sml, features)
-    monkeypatch.setattr(integer_eval, "products_are_exact", lambda: False)
+    monkeypatch.setattr(products, "products_are_exact", lambda on_torch=False: False)
     assert np.array_equal(integer_forward(model, sml, features), fast)
 
 
@@ -212,3 +219,23 @@ def test_a_blob_outside_the_bound_is_refused_before_evaluation():
     with pytest.raises(ModelFormatError, match="exactness bound"):
         IntegerModel(spec, (IntegerDense(np.full((2, MAX_FAN_IN), -(1 << 15), np.int16),
                                          np.zeros(2, np.int32), 0),))
+
+
+def test_only_a_model_with_convolutions_loads_torch():
+    """A node verifying MLP tasks keeps numpy's BLAS alone (miner/products.py: torch costs a
+    process 1 s and 280 MB, and two BLAS pools in one process fight); a CNN's evaluation runs
+    entirely on torch's."""
+    script = (
+        "import sys, numpy as np\n"
+        "from miner.integer_eval import integer_forward\n"
+        "from miner.model_spec import build_spec\n"
+        "from miner.sml import model_sml\n"
+        "from tests.miner.test_integer_model import random_model\n"
+        "for name in ('mlp', 'cnn'):\n"
+        "    spec = build_spec(name, 64, 10, (1, 8, 8))\n"
+        "    sml = model_sml(bytes(32), bytes(20), spec.input_shape, 64)\n"
+        "    integer_forward(random_model(spec, 1, False), sml, np.zeros((5, 64), int))\n"
+        "    print(name, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["mlp", "False", "cnn", "True"]
