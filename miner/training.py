@@ -58,7 +58,11 @@ from miner.sml import SML
 #: end. The integer model is within about half a point of the float one (docs/ML.md,
 #: "Quantisation"), so these gates rarely delay a stop by an epoch, and never change what is
 #: claimed: the claim is always the consensus evaluator's number for the exported model.
-NEAR_TARGET_BPS = 300
+#: Measured over 30 runs (mlp, cnn and logreg on digits, cnn and mlp on digits28, 6 seeds
+#: each, every epoch's running, end-of-epoch float and integer accuracies recorded): from the
+#: third epoch on the running accuracy lagged the end-of-epoch one by at most 3.3 points, and
+#: 200 delayed no stop while saving 2-5 % of the loop against 300 (150 delayed one run).
+NEAR_TARGET_BPS = 200
 FLOAT_MARGIN_BPS = 50
 
 
