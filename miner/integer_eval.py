@@ -10,10 +10,10 @@ Everything after the products (bias, rounding shift, saturation) is int64.
 
 Kernels (on numpy's BLAS, or all on torch's in a model with convolutions): a dense layer is
 one GEMM. A convolution is k*k GEMMs accumulated into one output, one per kernel offset, each
-reading its window of the padded input in place (`conv2d_bl`): no unfold. Activations of image layers are held batch-last, (c, h, w, n): a window is then a
-strided matrix BLAS takes as it is, the output (o, h'*w'*n) is already in that layout, the
-pooling reads long contiguous runs, and `flatten_bl` restores torch's per-sample
-channel-major order.
+reading its window of the padded input in place (`conv2d_bl`): no unfold. Activations of
+image layers are held batch-last, (c, h, w, n): a window is then a strided matrix BLAS takes
+as it is, the output (o, h'*w'*n) is already in that layout, the pooling reads long
+contiguous runs, and `flatten_bl` restores torch's per-sample channel-major order.
 
 No int64 overflow is possible after the products: |acc| < 2**53, |bias| < 2**31, and the
 rounding term is at most 2**61 (shift <= 62), so acc + bias + 2**(shift-1) < 2**63.
@@ -45,8 +45,8 @@ EVAL_BATCH = 512  # samples per batch; only bounds memory, results do not depend
 #: Values held per batch at most (a conv's padded input or its products are the big ones):
 #: 2 MB of float64, which stays in cache between the GEMMs that write the products and the
 #: pooling that reads them. Measured (one thread, 2,000 samples, alternating runs): 2**18
-#: kept every bench CNN within 0.82-1.2 of its im2col GEMM; 2**19 left the built-in cnn at
-#: 0.65, 2**17 the 32-channel one at 0.68 (smaller GEMMs).
+#: kept every bench CNN within 0.82-1.2 of its im2col GEMM on torch's BLAS; 2**19 left the
+#: built-in cnn at 0.65, 2**17 the 32-channel one at 0.68 (smaller GEMMs).
 BATCH_VALUES = 1 << 18
 #: Multiply-accumulates one evaluation may cost (SML + network over every sample): a block
 #: whose task needs more is refused by every node alike, before any work is done.
@@ -60,12 +60,12 @@ class IncompatibleModelError(ValueError):
 class Workspace:
     """Scratch arrays one evaluation reuses from batch to batch, by name and shape.
 
-    A wide conv's patch matrix and products are megabytes. Allocated afresh for every batch,
+    A wide conv's padded input and products are megabytes. Allocated afresh for every batch,
     the allocator handed their pages back and took them again, each first touch a page
     fault: a batch took up to four times as long, varying from run to run with the
     allocator's state (measured: the 8-channel 28x28 cnn, 64-276 ms for the same 2,000
-    samples). Only an array's contents change between uses; a padded input's border, never
-    written, stays zero.
+    samples). Only an array's contents change between uses; a padded input's border and its
+    spare tail, never written, stay zero.
     """
 
     def __init__(self) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
+from eth_utils import encode_hex
 from web3.exceptions import Web3RPCError
 
 from miner.pole_module import error_message
@@ -152,8 +153,17 @@ class Dashboard:
         for task in tasks:
             task["postedHere"] = task["id"] in held
             task["autoRelease"] = self.data_node.auto_state(task["id"]) if self.data_node else None
-            task["delivery"] = self.deliveries.state(task["id"])
+            task["delivery"] = self._delivery_of(task)
         return {"dev": self.dev, "workdir": str(self.workdir), "tasks": tasks}
+
+    def _delivery_of(self, task: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """The delivery of the task's current winner; None while there is none (the page then
+        asks for one), also when the one held is of a winner a better sibling replaced."""
+        delivery = self.deliveries.state(task["id"])
+        result = task["result"]
+        if delivery is None or result is None or delivery["commitment"] != result["modelCommitment"]:
+            return None
+        return delivery
 
     def _spec_template(self, query: dict[str, list[str]]) -> HttpReply:
         from miner.datasets import BUILTIN_DATASETS, load_builtin
@@ -199,7 +209,11 @@ class Dashboard:
         return _json(200, self.data_node.release(_task_id(obj)))
 
     def _deliver(self, obj: Any) -> HttpReply:
-        return _json(200, self.deliveries.start(_task_id(obj)))
+        task_id = _task_id(obj)
+        task = self.views.w3.pole.get_task(task_id)
+        if task is None or task.result is None:
+            raise FormError(f"task {task_id} is not settled: it has no model to deliver yet")
+        return _json(200, self.deliveries.start(task_id, encode_hex(task.result.model_commitment)))
 
 
 def _task_id(obj: Any) -> int:

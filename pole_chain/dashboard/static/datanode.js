@@ -227,9 +227,12 @@ export class DataNodeView {
     const settled = tasks.filter((t) => t.status === "settled" && (this.mine(t) || this.wanted.has(t.id) || t.delivery));
     byId("no-notifications").classList.toggle("hidden", settled.length > 0);
     for (const t of settled) {
-      if (!t.delivery && !this.requested.has(t.id)) {
-        this.requested.add(t.id);
-        this.log.add(`settled:${t.id}`, `task ${t.id} settled: won by ${short(t.result.winner)}, test accuracy ${pct(t.result.testBps)}; fetching the model`);
+      // a delivery is of one winner: a better sibling of the settling block can still take
+      // the head, and then the task has a new winner, its own model and its own card
+      const winner = `${t.id}:${t.result.modelCommitment}`;
+      if (!t.delivery && !this.requested.has(winner)) {
+        this.requested.add(winner);
+        this.log.add(`settled:${winner}`, `task ${t.id} settled: won by ${short(t.result.winner)}, test accuracy ${pct(t.result.testBps)}; fetching the model`);
         t.delivery = await action("deliver", { taskId: t.id });
       }
       let card = box.querySelector(`.notification[data-task="${t.id}"]`);
@@ -239,11 +242,12 @@ export class DataNodeView {
         box.prepend(card);
       }
       const state = t.delivery ? t.delivery.state : "running";
-      if (card.dataset.state === state) continue;
+      if (card.dataset.state === state && card.dataset.winner === winner) continue;
       card.dataset.state = state;
+      card.dataset.winner = winner;
       card.className = `notification ${state}`;
       card.innerHTML = this.card(t, state);
-      if (state === "delivered") this.log.add(`delivered:${t.id}`, `task ${t.id}: model delivered and checked`);
+      if (state === "delivered") this.log.add(`delivered:${winner}`, `task ${t.id}: model delivered and checked`);
     }
   }
 
