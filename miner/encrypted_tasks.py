@@ -6,13 +6,18 @@
     miner       after the task's anchor exists: KeyRequest(task, anchor, miner), signed by
                 the miner, to its node (pole_requestKeys)
     data node   polls its node for requests (pole_keyRequests), derives the miner's SML rows
-                itself from (anchor, miner), checks the anchor and the bond, answers with a
-                KeyBundle(task, anchor, miner, keys) signed by the task's poster (pole_putKeys)
+                itself from (anchor, miner, its model's input shape: dense or local SML),
+                checks the anchor and the bond, answers with a KeyBundle(task, anchor, miner,
+                input shape, one key per row) signed by the task's poster (pole_putKeys)
     miner       fetches its bundle (pole_getKeys), checks it (poster, task, anchor, miner,
                 rows == its own SML), decrypts relu(S x) of every sample and trains on it
     release     the data node uploads the clear training set before it signs the release;
                 consensus resolves the encrypted container to it (`resolve_training_set`)
                 and verifies exactly as for a clear task
+
+Image models work as flat ones: the local SML (miner/sml.py) is a sparse ternary matrix too,
+so its rows get keys like the dense SML's, and decrypting a row sums only its 9c non-zero
+taps. A bundle names the rows by the model's input shape instead of carrying them.
 
 Labels stay in clear: a miner needs them to train, an IPFE key for a label would reveal it
 anyway, and labels alone say only how many samples each class has. The features are what
@@ -32,7 +37,7 @@ from typing import Callable, ClassVar, Optional
 import numpy as np
 import rlp
 from eth_utils import encode_hex, keccak
-from rlp.sedes import Binary, big_endian_int
+from rlp.sedes import Binary, CountableList, big_endian_int
 
 from miner.datasets import (
     MAX_CLASSES,
@@ -49,13 +54,16 @@ from miner.ipfe import (
     IPFEFormatError,
     MasterPublicKey,
     MasterSecretKey,
+    check_bound,
     check_task,
     decrypt_sml_inputs,
+    derive_keys,
     encrypt_dataset,
+    get_group,
     setup,
-    sml_keys,
     table_for,
 )
+from miner.ipfe.scheme import DIGEST_SIZE, SCALAR_SIZE
 from miner.messages import (
     MESSAGE_VERSION,
     MessageError,
@@ -65,7 +73,7 @@ from miner.messages import (
     _SignedMessage,
     decode_typed,
 )
-from miner.sml import SML, sml_layout
+from miner.sml import LOCAL_SML_EXPANSIONS, SML, SMLShapeError, model_sml, sml_layout
 
 ENCRYPTED_MAGIC = b"PLET"
 ENCRYPTED_VERSION = 1
@@ -77,12 +85,17 @@ _ELEMENT = 33
 
 KEY_REQUEST_TYPE = 0x03
 KEY_BUNDLE_TYPE = 0x04
+#: KeyBundle format 2 carries no rows (every party derives them): format 1 carried them.
+KEY_BUNDLE_VERSION = 2
 MAX_KEY_REQUEST_SIZE = 512
-#: A bundle holds 2d keys of d coefficients and 32 bytes each: 12 KB for digits, 1.3 MB for
-#: 784 features; the largest width the dataset format allows (4096) does not fit and is
-#: refused when the task is posted (`check_encryptable`).
-MAX_KEY_BUNDLE_SIZE = 4 * 1024 * 1024
 MAX_ENCRYPTED_FEATURES = 1024
+#: The most rows an encrypted task's SML has: the local SML's E = 8 maps per feature (the
+#: dense SML has 2 per feature).
+MAX_BUNDLE_KEYS = max(LOCAL_SML_EXPANSIONS) * MAX_ENCRYPTED_FEATURES
+#: A bundle holds one 32-byte scalar per SML row and fixed fields that a request's limit
+#: covers: 256.5 KiB for the widest task (8192 rows); digits' dense SML 4.3 KB.
+MAX_KEY_BUNDLE_SIZE = MAX_BUNDLE_KEYS * SCALAR_SIZE + MAX_KEY_REQUEST_SIZE
+_MAX_SHAPE_VALUE = 1 << 16
 
 
 class EncryptedTaskError(RuntimeError):
@@ -258,24 +271,13 @@ def clear_digest_of(blob: Optional[bytes]) -> Optional[bytes]:
 
 
 def check_encryptable(d: int) -> None:
-    """Refuse a task whose inner products exceed the discrete-log bound, or whose key bundle
-    would not fit one message."""
+    """Refuse a task whose inner products exceed the discrete-log bound, or wider than the
+    key bundle and the ciphertexts are sized for."""
     check_task(d, MAX_FEATURE_VALUE)
     if d > MAX_ENCRYPTED_FEATURES:
         raise EncryptedTaskError(
-            f"{d} features: a miner's key bundle would exceed {MAX_KEY_BUNDLE_SIZE} bytes "
-            f"(encrypted tasks take at most {MAX_ENCRYPTED_FEATURES} features)"
-        )
-
-
-def check_encrypted_model(input_shape: tuple[int, ...], d: int) -> None:
-    """Refuse an encrypted task whose model takes an image: its keys are for the rows of the
-    dense SML (`ipfe.sml_rows`), and an image model gets the local SML (miner/sml.py). Keys
-    for the local map would be E*d rows, four times a bundle at E = 8 (docs/IPFE.md)."""
-    if sml_layout(input_shape, d) is not None:
-        raise EncryptedTaskError(
-            f"an encrypted task's model must take flat input (logreg, mlp), not an image "
-            f"{tuple(input_shape)}: its keys are for the dense SML"
+            f"{d} features: encrypted tasks take at most {MAX_ENCRYPTED_FEATURES} (a miner's "
+            f"key bundle is sized for {MAX_BUNDLE_KEYS} SML rows)"
         )
 
 
@@ -342,11 +344,15 @@ class KeyRequest(_KeyMessage, rlp.Serializable):
 
 
 class KeyBundle(_KeyMessage, rlp.Serializable):
-    """The data node's answer: the keys of `miner`'s SML rows for (task, anchor), signed by
-    the task's poster. `keys` is the miner.ipfe functional-keys encoding (rows included)."""
+    """The data node's answer: the functional keys of `miner`'s SML rows for (task, anchor),
+    signed by the task's poster. It carries one scalar per row and says which SML the rows
+    are (the model's `input_shape` over `features`, `model_sml`), not the rows themselves:
+    every party derives them from the anchor and the miner, so the widest task's bundle is
+    256.5 KiB instead of 8.6 MB, and the same bytes go over RPC and gossip."""
 
     TYPE = KEY_BUNDLE_TYPE
     NAME = "KeyBundle"
+    VERSION = KEY_BUNDLE_VERSION
     MAX_SIZE = MAX_KEY_BUNDLE_SIZE
     _signer_field = "poster"
 
@@ -356,40 +362,84 @@ class KeyBundle(_KeyMessage, rlp.Serializable):
         ("task_id", big_endian_int),
         ("anchor_hash", _HASH32),
         ("miner", _ADDRESS),
-        ("keys", Binary(min_length=1, max_length=MAX_KEY_BUNDLE_SIZE)),
+        ("input_shape", CountableList(big_endian_int, max_length=3)),
+        ("features", big_endian_int),
+        ("mpk_digest", Binary.fixed_length(DIGEST_SIZE)),
+        ("scalars", Binary(max_length=MAX_BUNDLE_KEYS * SCALAR_SIZE)),
         ("poster", _ADDRESS),
         ("signature", _SIGNATURE),
     )
     miner: bytes
-    keys: bytes
+    input_shape: tuple[int, ...]
+    features: int
+    mpk_digest: bytes
+    scalars: bytes
     poster: bytes
 
     @classmethod
     def sign(cls, *, chain_id: int, task_id: int, anchor_hash: bytes, miner: bytes,
-             keys: bytes, private_key) -> "KeyBundle":
-        return cls._signed(private_key, version=MESSAGE_VERSION, chain_id=chain_id,
-                           task_id=task_id, anchor_hash=anchor_hash, miner=miner, keys=keys)
+             input_shape: tuple[int, ...], keys: FunctionalKeys, private_key) -> "KeyBundle":
+        """Sign `keys`, which must be for the rows of model_sml(anchor, miner, input_shape)."""
+        return cls._signed(
+            private_key, version=KEY_BUNDLE_VERSION, chain_id=chain_id, task_id=task_id,
+            anchor_hash=anchor_hash, miner=miner, input_shape=tuple(input_shape),
+            features=keys.n, mpk_digest=keys.mpk_digest,
+            scalars=b"".join(value.to_bytes(SCALAR_SIZE, "big") for value in keys.sk),
+        )
 
     @classmethod
     def _check_fields(cls, f: dict[str, object]) -> None:
+        """Cheap and complete: the shape is one an SML of `features` gives, there is one
+        scalar per row of it and each is below the group order. Only `functional_keys`
+        derives the rows (a second for the widest task)."""
         from miner.messages import _require_length
 
         _require_length("miner", f["miner"], 20)
+        features, shape = f["features"], tuple(f["input_shape"])
+        if not isinstance(features, int) or not 1 <= features <= MAX_ENCRYPTED_FEATURES:
+            raise MessageError(f"KeyBundle features {features!r} outside 1..{MAX_ENCRYPTED_FEATURES}")
+        if not shape or not all(isinstance(v, int) and 1 <= v <= _MAX_SHAPE_VALUE for v in shape):
+            raise MessageError(f"KeyBundle input_shape {shape!r} is not a model input shape")
+        try:
+            sml_layout(shape, features)
+        except SMLShapeError as error:
+            raise MessageError(f"KeyBundle input_shape: {error}") from None
+        rows = int(np.prod(shape))  # the SML's outputs: its rows, dense or local
+        scalars = f["scalars"]
+        if not isinstance(scalars, bytes) or len(scalars) != rows * SCALAR_SIZE:
+            raise MessageError(f"KeyBundle must carry {rows} scalars of {SCALAR_SIZE} bytes for "
+                               f"its SML of {rows} rows")
+        order = get_group().order
+        if any(int.from_bytes(scalars[i: i + SCALAR_SIZE], "big") >= order
+               for i in range(0, len(scalars), SCALAR_SIZE)):
+            raise MessageError("KeyBundle scalars must be below the group order")
+
+    def sml(self) -> SML:
+        """The SML whose rows the keys are for."""
+        return model_sml(self.anchor_hash, self.miner, tuple(self.input_shape), self.features)
 
     def functional_keys(self) -> FunctionalKeys:
+        """The keys with their rows, derived here."""
+        sk = tuple(int.from_bytes(self.scalars[i: i + SCALAR_SIZE], "big")
+                   for i in range(0, len(self.scalars), SCALAR_SIZE))
         try:
-            return FunctionalKeys.from_bytes(self.keys)
+            return FunctionalKeys(get_group(), self.mpk_digest, self.sml().matrix, sk)
         except IPFEFormatError as error:
             raise MessageError(f"KeyBundle keys: {error}") from None
 
 
-def bundle_for(msk: MasterSecretKey, request: KeyRequest, *, private_key) -> KeyBundle:
+def bundle_for(msk: MasterSecretKey, request: KeyRequest, input_shape: tuple[int, ...], *,
+               private_key) -> KeyBundle:
     """The data node's answer to a checked request: keys for the rows it derives itself from
-    the request's anchor and signer (a request carries no rows)."""
-    keys = sml_keys(msk, request.anchor_hash, request.miner)
+    the request's anchor and signer and its own task's model input (a request carries no
+    rows). IPFEError if the rows exceed the discrete-log bound; SMLShapeError if no SML of
+    the task's features gives `input_shape`."""
+    rows = model_sml(request.anchor_hash, request.miner, tuple(input_shape), msk.n).matrix
+    check_bound(msk.n, MAX_FEATURE_VALUE, rows)
     return KeyBundle.sign(chain_id=request.chain_id, task_id=request.task_id,
                           anchor_hash=request.anchor_hash, miner=request.miner,
-                          keys=keys.to_bytes(), private_key=private_key)
+                          input_shape=input_shape, keys=derive_keys(msk, rows),
+                          private_key=private_key)
 
 
 def check_bundle(bundle: KeyBundle, *, chain_id: int, task_id: int, anchor_hash: bytes,
@@ -406,11 +456,12 @@ def check_bundle(bundle: KeyBundle, *, chain_id: int, task_id: int, anchor_hash:
             f"KeyBundle is for task {bundle.task_id} at {encode_hex(bundle.anchor_hash)[:10]}… for "
             f"{encode_hex(bundle.miner)}, not task {task_id} at {encode_hex(anchor_hash)[:10]}… for {encode_hex(miner)}"
         )
-    keys = bundle.functional_keys()
-    if keys.mpk_digest != encrypted.mpk.digest:
+    if bundle.mpk_digest != encrypted.mpk.digest:
         raise MessageError("KeyBundle keys are for another master public key than the task's")
+    keys = bundle.functional_keys()
     if keys.rows.shape != sml.matrix.shape or not np.array_equal(keys.rows, sml.matrix):
-        raise MessageError("KeyBundle keys are not for this miner's SML rows at this anchor")
+        raise MessageError(f"KeyBundle keys are for the SML of a model taking {tuple(bundle.input_shape)}, "
+                           "not this miner's SML for this task")
     return keys
 
 

@@ -76,6 +76,7 @@ class _SignedMessage:
 
     TYPE: ClassVar[int]
     NAME: ClassVar[str]
+    VERSION: ClassVar[int] = MESSAGE_VERSION  # a type whose fields changed has its own
     _signer_field: ClassVar[str]
     _meta: ClassVar[type]
 
@@ -174,7 +175,7 @@ class _SignedMessage:
     @classmethod
     def _check(cls, f: dict[str, object], signed: bool = True) -> None:
         """Field rules shared by both types, then the type's own (`_check_fields`)."""
-        if f["version"] != MESSAGE_VERSION:
+        if f["version"] != cls.VERSION:
             raise MessageError(f"unsupported {cls.NAME} version {f['version']!r}")
         _require_uint("chain_id", f["chain_id"], 1, MAX_UINT64)
         _require_uint("task_id", f["task_id"], 1, MAX_UINT64)
@@ -379,7 +380,7 @@ def decode_typed(data: bytes, types: Mapping[int, type], max_size: int):
         version = big_endian_int.deserialize(items[0])
     except rlp.DeserializationError as error:
         raise MessageError(f"malformed {cls.NAME} version: {error}") from error
-    if version != MESSAGE_VERSION:
+    if version != cls.VERSION:
         raise MessageError(f"unsupported {cls.NAME} version {version}")
     try:
         message = cls.deserialize(items)

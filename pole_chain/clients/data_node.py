@@ -57,7 +57,7 @@ from miner.datasets import (
     load_user_dataset,
     split_dataset,
 )
-from miner.encrypted_tasks import EncryptedTaskError, check_encrypted_model, encrypt_training_set
+from miner.encrypted_tasks import EncryptedTaskError, encrypt_training_set
 from miner.ipfe import IPFEError
 from miner.messages import (
     MAX_ADMITTED,
@@ -228,7 +228,6 @@ def prepare_task(
     encrypted_blob = master_key = None
     if encrypt:
         try:
-            check_encrypted_model(spec.input_shape, train.d)
             encrypted, msk = encrypt_training_set(train, progress=progress, workers=2)
         except (IPFEError, EncryptedTaskError) as error:
             raise DataNodeError(f"cannot encrypt this training set: {error}") from None
@@ -469,6 +468,10 @@ class LocalTask:
     def test_set(self) -> Dataset:
         return decode_dataset(self.test_blob)
 
+    def spec(self) -> ModelSpec:
+        """The model spec posted with the task (written with the task's directory)."""
+        return model_spec_from_json((self.directory / SPEC_FILE).read_bytes())
+
 
 def task_dir(workdir: str | Path, task_id: int) -> Path:
     return Path(workdir).expanduser() / "tasks" / str(task_id)
@@ -579,7 +582,7 @@ def release(
     give_up_at = time.monotonic() + timeout_s
     countdown = _Countdown(task_id, wait_for, give_up_at, say)
     msk = load_master_key(local.directory)
-    keys = None if msk is None else KeyService(w3, poster, task_id, msk, say=say)
+    keys = None if msk is None else KeyService(w3, poster, task_id, msk, local.spec().input_shape, say=say)
     anchors: list[bytes] = []
     said_waiting = False
     while True:

@@ -9,8 +9,9 @@ anchor (pole_keyRequests) and answers each with a KeyBundle signed by the poster
     the anchor is the task's anchor at its node's head (never a block it was not told of)
     the miner is bonded (the registry's is_bonded)
 
-and derives the rows from the anchor and the miner's address (sml_keys): a request carries
-no rows, so nobody gets keys for rows of its choice. `release` (data_node.py) calls
+and derives the rows from the anchor, the miner's address and the task's model input shape
+(`bundle_for`; the spec is in the task's directory): a request carries no rows, so nobody
+gets keys for rows of its choice. `release` (data_node.py) calls
 `serve_keys` while it waits for announcements, so `pole task release --auto` serves keys.
 """
 from __future__ import annotations
@@ -51,6 +52,7 @@ class KeyService:
     poster: object  # LocalAccount
     task_id: int
     msk: MasterSecretKey
+    input_shape: tuple[int, ...]  # the task's model input: which SML (dense or local) it has
     say: Callable[[str], None] = lambda message: None
     served: set = field(default_factory=set)  # (anchor, miner)
     refused: set = field(default_factory=set)
@@ -80,7 +82,7 @@ class KeyService:
                 self.say(f"task {self.task_id}: no keys for {to_checksum_address(request.miner)}: not bonded")
                 continue
             try:
-                bundle = bundle_for(self.msk, request, private_key=self.poster.key)
+                bundle = bundle_for(self.msk, request, self.input_shape, private_key=self.poster.key)
                 self.w3.pole.put_keys(bundle.encode())
             except IPFEError as error:
                 self.refused.add(key)

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import rlp
 from rlp.sedes import big_endian_int
 
-from miner.encrypted_tasks import MAX_ENCRYPTED_FEATURES, MAX_KEY_REQUEST_SIZE
-from miner.ipfe.scheme import SCALAR_SIZE
+from miner.encrypted_tasks import MAX_KEY_BUNDLE_SIZE, MAX_KEY_REQUEST_SIZE
 from miner.messages import MAX_MESSAGE_SIZE
-from miner.sml import SML_EXPANSION
 
 ENVELOPE_VERSION = 1
 #: Room the envelope, the pubsub message fields and its signature take inside a frame.
@@ -38,15 +36,6 @@ class Kind(enum.Enum):
     MODEL = "model"
 
 
-#: A key bundle travels in its gossip form (docs/NETWORK.md, "Keys of encrypted tasks"):
-#: without its key rows, which are the miner's SML rows and which every receiver derives
-#: itself from (anchor, miner). What is left is one scalar per SML row of the widest
-#: encrypted task, plus fixed fields (task, anchor, miner, poster, signature) that a key
-#: request's limit covers: 64.5 KiB, where the rows would add 2 MiB past the 1 MiB frame.
-MAX_KEY_BUNDLE_GOSSIP_SIZE = (
-    SML_EXPANSION * MAX_ENCRYPTED_FEATURES * SCALAR_SIZE + MAX_KEY_REQUEST_SIZE
-)
-
 #: Largest payload accepted per kind. Transactions follow geth's txMaxSize (128 KiB); the
 #: signed messages their own codec's limit; blocks and models whatever the frame leaves (a
 #: bigger model travels only as block data, fetched by /pole/blockdata/1).
@@ -56,7 +45,7 @@ PAYLOAD_LIMITS: dict[Kind, int] = {
     Kind.ANNOUNCEMENT: MAX_MESSAGE_SIZE,
     Kind.RELEASE: MAX_MESSAGE_SIZE,
     Kind.KEY_REQUEST: MAX_KEY_REQUEST_SIZE,
-    Kind.KEY_BUNDLE: MAX_KEY_BUNDLE_GOSSIP_SIZE,
+    Kind.KEY_BUNDLE: MAX_KEY_BUNDLE_SIZE,
     Kind.MODEL: GOSSIP_FRAME_LIMIT - FRAME_OVERHEAD,
 }
 

@@ -119,8 +119,7 @@ class NodeSink(Protocol):
         ...
 
     def on_key_bundle(self, message: bytes) -> Verdict:
-        """A miner.encrypted_tasks.KeyBundle in its gossip form (rows left out; the node
-        derives them from the anchor and the miner)."""
+        """An encoded miner.encrypted_tasks.KeyBundle."""
         ...
 
     def on_model(self, message: bytes) -> Verdict:

@@ -166,9 +166,9 @@ class Network:
         """Gossip a verified KeyRequest."""
         self.publish(Kind.KEY_REQUEST, message)
 
-    def publish_key_bundle(self, gossip_form: bytes) -> None:
-        """Gossip a verified KeyBundle in its gossip form (its rows left out)."""
-        self.publish(Kind.KEY_BUNDLE, gossip_form)
+    def publish_key_bundle(self, message: bytes) -> None:
+        """Gossip a verified KeyBundle."""
+        self.publish(Kind.KEY_BUNDLE, message)
 
     def publish_model(self, message: bytes) -> None:
         """Gossip a revealed model a release admits (pole_chain.node.model_gossip)."""

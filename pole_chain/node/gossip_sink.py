@@ -36,12 +36,7 @@ from pole_chain.node.block_data import PendingBlocks, fetch_release_blobs
 from pole_chain.node.block_intake import BlockIntake, Outcome
 from pole_chain.node.early_gossip import EarlyGossip, HeldMessage
 from pole_chain.node.early_relay import EarlyRelay
-from pole_chain.node.key_book import (
-    KeyBook,
-    KeyBookFull,
-    KeyRequestRejected,
-    bundle_from_gossip_form,
-)
+from pole_chain.node.key_book import KeyBook, KeyBookFull, KeyRequestRejected
 from pole_chain.node.locking import NodeClosed, NodeLock
 from pole_chain.node.model_gossip import ModelGossipError, decode_model_gossip
 from pole_chain.node.mempool import TransactionRejected
@@ -155,17 +150,16 @@ class GossipSink:
 
     def on_key_bundle(self, message: bytes) -> Verdict:
         try:
-            carrier = KeyBundle.decode(message)
+            bundle = KeyBundle.decode(message)
         except MessageError:
             return Verdict.REJECT
-        # the task before deriving the rows, which costs seconds
-        task = self._keyed_task(carrier, HeldMessage(Kind.KEY_BUNDLE, message, self.on_key_bundle))
+        task = self._keyed_task(bundle, HeldMessage(Kind.KEY_BUNDLE, message, self.on_key_bundle))
         if isinstance(task, Verdict):
             return task
-        if not self._tasks.bonded_at(carrier.anchor_hash, carrier.miner):
-            return Verdict.IGNORE  # nobody admits an unbonded miner: not worth the rows
+        if not self._tasks.bonded_at(bundle.anchor_hash, bundle.miner):
+            return Verdict.IGNORE  # nobody admits an unbonded miner: not worth storing
         try:
-            bundle = bundle_from_gossip_form(carrier).verify(self._chain_id)
+            bundle.verify(self._chain_id)
         except MessageError:
             return Verdict.REJECT
         return self._store_keys(self._key_book.add_bundle, bundle, task)

@@ -10,8 +10,7 @@ Composition (docs/NETWORK.md, "The node on the network"):
 - `Synchronizer` catches up with leading peers and follows reorgs;
 - the outbox publishes, off the caller's thread, what this node admitted on its own:
   transactions (RPC), blocks it sealed or mined, announcements, releases and admitted
-  models (RPC), key requests and bundles its KeyBook stored from RPC (a bundle in its
-  gossip form), and pending blocks once imported (unless gossip relayed them on their header,
+  models (RPC), key requests and bundles its KeyBook stored from RPC, and pending blocks once imported (unless gossip relayed them on their header,
   node/early_relay.py). Gossip the node accepted is relayed by gossipsub itself.
 - open tasks' datasets and model specs are fetched when a head names ones not held here,
   so a miner whose node is not the data node's finds them on its own node.
@@ -41,7 +40,7 @@ from pole_chain.node.early_gossip import HeldMessage
 from pole_chain.node.chain_reader import ChainReader
 from pole_chain.node.events import NodeEvents
 from pole_chain.node.gossip_sink import GossipSink
-from pole_chain.node.key_book import KeyBook, KeyRequestRejected, bundle_gossip_form
+from pole_chain.node.key_book import KeyBook
 from pole_chain.node.locking import NodeLock
 from pole_chain.node.model_gossip import encode_model_gossip
 from pole_chain.node.peer_view import NodeChainView
@@ -173,17 +172,9 @@ class NetworkService:
         self._send(lambda: self.network.publish_key_request(encoded))
 
     def _on_key_bundle(self, bundle: KeyBundle) -> None:
-        """Gossip a key bundle the key book stored from this node's RPC, in its gossip form
-        (made on the outbox thread: deriving the rows to compare takes seconds for wide tasks)."""
-        self._send(lambda: self._publish_key_bundle(bundle))
-
-    def _publish_key_bundle(self, bundle: KeyBundle) -> None:
-        try:
-            gossip_form = bundle_gossip_form(bundle)
-        except KeyRequestRejected as exc:
-            log.info("key bundle for %s not gossiped: %s", bundle.miner.hex(), exc)
-            return
-        self.network.publish_key_bundle(gossip_form)
+        """Gossip a key bundle the key book stored from this node's RPC."""
+        encoded = bundle.encode()
+        self._send(lambda: self.network.publish_key_bundle(encoded))
 
     def _on_new_heads(self, blocks: Sequence[BlockAPI]) -> None:
         self._prefetch_wanted.set()

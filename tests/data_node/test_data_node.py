@@ -136,8 +136,6 @@ def test_clear_errors_for_bad_inputs(tmp_path):
     one_map.write_bytes(model_spec_canonical_bytes(build_spec("cnn", 64, 10, (1, 8, 8), expansion=1)))
     with pytest.raises(DataNodeError, match="E in 2..8"):
         load_model_spec(str(one_map), load_builtin("digits"))
-    with pytest.raises(DataNodeError, match="must take flat input"):  # before any encryption
-        prepare_task("digits", "cnn", encrypt=True)
     with pytest.raises(DataNodeError, match="image dataset"):
         prepare_task("wine", "cnn")
     for bad in (

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rlp
 from eth_utils import encode_hex, to_canonical_address
 from web3 import Web3
 from web3.exceptions import Web3RPCError
@@ -32,7 +33,7 @@ from miner.ipfe import MasterSecretKey
 from miner.key_requests import KeysNotServed, obtain_training_inputs
 from miner.pole_module import attach_pole, error_code, error_message
 from miner.sml import sml_for
-from pole_chain.clients.data_node import DataNodeError, post_task, release, task_dir
+from pole_chain.clients.data_node import DataNodeError, load_local_task, post_task, release, task_dir
 from pole_chain.clients.key_service import CLEAR_TRAIN_FILE, KeyService, load_master_key
 from tests.node import NodeProcess
 from vm_hooks.genesis import dev_accounts
@@ -62,6 +63,14 @@ class PostedTask:
     @property
     def anchor(self) -> bytes:
         return self.task.anchor.hash
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The posted model's input, from the spec the data node keeps with the task."""
+        return load_local_task(self.workdir, self.task.task_id).spec().input_shape
+
+    def key_service(self, **kwargs) -> KeyService:
+        return KeyService(self.w3, POSTER, self.task.task_id, self.msk, self.input_shape, **kwargs)
 
     def requests(self, anchor: bytes | None = None) -> list[bytes]:
         return self.w3.pole.key_requests(self.task.task_id, anchor or self.anchor)
@@ -197,7 +206,7 @@ def test_a_valid_request_is_stored_once(posted):
 
 def test_bundle_not_signed_by_the_poster_is_refused(posted):
     request = posted.request(BONDED[2])
-    forged = bundle_for(posted.msk, request, private_key=BONDED[2].key)  # the miner signs its own keys
+    forged = bundle_for(posted.msk, request, posted.input_shape, private_key=BONDED[2].key)  # the miner signs its own keys
     code, message = refusal(posted.w3.pole.put_keys, forged.encode())
     assert code == SERVER_ERROR
     assert message == (f"KeyBundle signed by {encode_hex(forged.poster)}, task {posted.task.task_id}'s "
@@ -207,14 +216,19 @@ def test_bundle_not_signed_by_the_poster_is_refused(posted):
 
 def test_malformed_bundles_change_nothing(posted):
     miner = to_canonical_address(BONDED[2].address)
-    junk_keys = KeyBundle.sign(chain_id=CHAIN_ID, task_id=posted.task.task_id, anchor_hash=posted.anchor,
-                               miner=miner, keys=b"IPFK not keys", private_key=POSTER.key)
-    code, message = refusal(posted.w3.pole.put_keys, junk_keys.encode())
-    assert code == SERVER_ERROR and message.startswith("KeyBundle keys: ")
-    good = bundle_for(posted.msk, posted.request(BONDED[2]), private_key=POSTER.key).encode()
-    for param in ("0x04", encode_hex(good[:-40]), encode_hex(b"\x03" + good[1:])):
+    good = bundle_for(posted.msk, posted.request(BONDED[2]), posted.input_shape, private_key=POSTER.key)
+    fields = [good.as_dict()[name] for name, _ in KeyBundle._meta.fields]
+    fields[5], fields[8] = list(fields[5]), fields[8][:-32]  # a scalar short of its SML's rows
+    short = b"\x04" + rlp.encode(fields)
+    encoded = good.encode()
+    for param, reason in (
+        ("0x04", "malformed KeyBundle: "),
+        (encode_hex(encoded[:-40]), "malformed KeyBundle: "),
+        (encode_hex(b"\x03" + encoded[1:]), "malformed KeyBundle: "),
+        (encode_hex(short), f"KeyBundle must carry {len(good.scalars) // 32} scalars"),
+    ):
         error = raw_error(posted.node, "pole_putKeys", param)
-        assert error["code"] == INVALID_PARAMS and error["message"].startswith("malformed KeyBundle: "), error
+        assert error["code"] == INVALID_PARAMS and error["message"].startswith(reason), error
     assert posted.w3.pole.get_keys(posted.task.task_id, posted.anchor, miner) is None
 
 
@@ -225,7 +239,7 @@ def test_the_key_service_answers_a_bonded_miner_whose_keys_decrypt_its_sml(poste
     with pytest.raises(KeysNotServed, match="requested, not served yet"):  # the miner asks
         obtain_training_inputs(posted.w3, miner_account, posted.task, posted.encrypted, sml, CHAIN_ID)
     served = []
-    service = KeyService(posted.w3, POSTER, posted.task.task_id, posted.msk, say=served.append)
+    service = posted.key_service(say=served.append)
     assert service.serve() >= 1  # (a request of another test may be answered too)
     assert (posted.anchor, miner) in service.served
     raw = posted.w3.pole.get_keys(posted.task.task_id, posted.anchor, miner)
@@ -247,7 +261,7 @@ def test_no_keys_for_a_miner_without_a_bond(posted):
     request = posted.request(UNBONDED)
     assert posted.w3.pole.request_keys(request.encode()) is True  # the node stores it ...
     said = []
-    KeyService(posted.w3, POSTER, posted.task.task_id, posted.msk, say=said.append).serve()
+    posted.key_service(say=said.append).serve()
     assert f"task {posted.task.task_id}: no keys for {UNBONDED.address}: not bonded" in said
     assert posted.w3.pole.get_keys(posted.task.task_id, posted.anchor, request.miner) is None  # ... no keys
 

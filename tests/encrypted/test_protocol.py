@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from eth_utils import keccak, to_canonical_address
 
-from miner.datasets import encode_dataset, load_builtin, split_dataset
+import rlp
+
+from miner.datasets import Dataset, encode_dataset, load_builtin, split_dataset
 from miner.encrypted_tasks import (
     EncryptedFormatError,
     EncryptedTaskError,
@@ -20,10 +22,10 @@ from miner.encrypted_tasks import (
     encrypt_training_set,
     resolve_training_set,
 )
-from miner.integer_eval import evaluate_integer_model
-from miner.ipfe import IPFEDecryptError, decrypt_projections, setup, sml_keys, table_for
+from miner.ipfe import IPFEDecryptError, decrypt_projections, get_group, setup, sml_keys, table_for
 from miner.messages import MessageError
-from miner.sml import sml_for
+from miner.model_spec import build_spec
+from miner.sml import LocalSML, model_sml, sml_for
 from pole_chain.node.key_book import KeyBook, KeyRequestRejected
 from vm_hooks.genesis import dev_accounts
 
@@ -39,9 +41,24 @@ class _Task:
     poster = to_canonical_address(POSTER.address)
 
 
+def _flat(d: int) -> tuple[int]:
+    """A flat model's input: the dense SML's 2d outputs."""
+    return (2 * d,)
+
+
 @pytest.fixture(scope="module")
 def iris():
     train, _ = split_dataset(load_builtin("iris"), 0.2, 0)
+    encrypted, msk = encrypt_training_set(train)
+    return train, encrypted, msk
+
+
+@pytest.fixture(scope="module")
+def digits_images():
+    """120 8x8 digits for the built-in cnn, whose input (8, 8, 8) gets the local SML."""
+    digits = load_builtin("digits")
+    train = Dataset(features=digits.features[:120], labels=digits.labels[:120],
+                    num_classes=digits.num_classes, image_shape=digits.image_shape)
     encrypted, msk = encrypt_training_set(train)
     return train, encrypted, msk
 
@@ -50,10 +67,21 @@ def _request(account=MINER, anchor=ANCHOR):
     return KeyRequest.sign(chain_id=CHAIN_ID, task_id=TASK_ID, anchor_hash=anchor, private_key=account.key)
 
 
-def _check(bundle, encrypted, miner=MINER):
+def _check(bundle, encrypted, miner=MINER, input_shape=None):
     address = to_canonical_address(miner.address)
+    shape = input_shape or _flat(encrypted.d)
     return check_bundle(bundle, chain_id=CHAIN_ID, task_id=TASK_ID, anchor_hash=ANCHOR, miner=address,
-                        poster=_Task.poster, encrypted=encrypted, sml=sml_for(ANCHOR, address, encrypted.d))
+                        poster=_Task.poster, encrypted=encrypted,
+                        sml=model_sml(ANCHOR, address, shape, encrypted.d))
+
+
+def _bundle_fields(bundle: KeyBundle, **changes) -> bytes:
+    """The bundle's encoding with some fields replaced (its signature kept): what a hostile
+    peer or a buggy data node could send, bypassing the constructor's checks."""
+    fields = dict(bundle.as_dict(), **changes)
+    items = [fields[name] for name, _ in KeyBundle._meta.fields]
+    items[5] = list(items[5])  # input_shape
+    return bytes([0x04]) + rlp.encode(items)
 
 
 def test_container_round_trips_and_commits_to_the_clear_set(iris):
@@ -84,15 +112,30 @@ def test_tampered_ciphertexts_are_refused(iris):
         decode_encrypted_training_set(bytes(blob)).ciphertexts()
 
 
-def test_miner_with_its_keys_trains_on_exactly_its_sml_outputs(iris):
-    train, encrypted, msk = iris
+@pytest.mark.parametrize("task", ["iris", "digits_images"])
+def test_miner_with_its_keys_trains_on_exactly_its_sml_outputs(task, request):
+    train, encrypted, msk = request.getfixturevalue(task)
     miner = to_canonical_address(MINER.address)
-    bundle = bundle_for(msk, _request(), private_key=POSTER.key)
-    keys = _check(KeyBundle.decode(bundle.encode()), encrypted)
-    sml = sml_for(ANCHOR, miner, train.d)
+    spec = build_spec("logreg" if task == "iris" else "cnn", train.d, train.num_classes, train.image_shape)
+    bundle = bundle_for(msk, _request(), spec.input_shape, private_key=POSTER.key)
+    keys = _check(KeyBundle.decode(bundle.encode()), encrypted, input_shape=spec.input_shape)
+    sml = model_sml(ANCHOR, miner, spec.input_shape, train.d)
+    assert isinstance(sml, LocalSML) == (task == "digits_images")
+    assert len(bundle.encode()) < 32 * sml.out_dim + 512  # one scalar per row, no rows
     indexed, decrypted = decrypted_training_set(encrypted, keys, sml)
     assert np.array_equal(decrypted.apply_int(indexed.features), sml.apply_int(train.features))
     assert np.array_equal(decrypted.apply_int(indexed.features[7:20]), sml.apply_int(train.features[7:20]))
+
+
+def test_a_bundle_for_another_models_sml_is_refused(digits_images):
+    """The data node's keys must be for the SML of the task's model: keys for the dense SML
+    are no use to a cnn's miner, and the reverse."""
+    train, encrypted, msk = digits_images
+    cnn = build_spec("cnn", train.d, train.num_classes, train.image_shape).input_shape
+    for keys_for, miner_has in ((_flat(train.d), cnn), (cnn, _flat(train.d))):
+        bundle = bundle_for(msk, _request(), keys_for, private_key=POSTER.key)
+        with pytest.raises(MessageError, match="not this miner's SML"):
+            _check(bundle, encrypted, input_shape=miner_has)
 
 
 def test_without_keys_for_the_anchor_nothing_decrypts(iris):
@@ -102,17 +145,20 @@ def test_without_keys_for_the_anchor_nothing_decrypts(iris):
     table = table_for(encrypted.ciphertexts().group, train.d)
     with pytest.raises(IPFEDecryptError, match="another master public key"):
         decrypt_projections(encrypted.ciphertexts(), sml_keys(foreign, ANCHOR, miner), table)
-    other_anchor = sml_keys(msk, keccak(b"another anchor"), miner)  # keys for another anchor
+    # The poster signs the scalars of another anchor's rows: the rows are the miner's own
+    # (derived, never sent), the scalars do not fit them, and nothing decrypts.
+    other_anchor = sml_keys(msk, keccak(b"another anchor"), miner)
     bundle = KeyBundle.sign(chain_id=CHAIN_ID, task_id=TASK_ID, anchor_hash=ANCHOR, miner=miner,
-                            keys=other_anchor.to_bytes(), private_key=POSTER.key)
-    with pytest.raises(MessageError, match="not for this miner's SML rows"):
-        _check(bundle, encrypted)
+                            input_shape=_flat(train.d), keys=other_anchor, private_key=POSTER.key)
+    keys = _check(bundle, encrypted)
+    with pytest.raises(EncryptedTaskError, match="cannot decrypt"):
+        decrypted_training_set(encrypted, keys, sml_for(ANCHOR, miner, train.d))
 
 
 def test_another_miners_keys_give_its_projections_and_fail_our_sml(iris):
     train, encrypted, msk = iris
     mine, theirs = (to_canonical_address(a.address) for a in (MINER, OTHER))
-    their_bundle = bundle_for(msk, _request(OTHER), private_key=POSTER.key)
+    their_bundle = bundle_for(msk, _request(OTHER), _flat(train.d), private_key=POSTER.key)
     with pytest.raises(MessageError, match="for"):  # bound to the other miner
         _check(their_bundle, encrypted)
     keys = their_bundle.functional_keys()
@@ -132,7 +178,7 @@ def test_another_miners_keys_give_its_projections_and_fail_our_sml(iris):
 
 def test_bundle_must_be_signed_by_the_poster(iris):
     _, encrypted, msk = iris
-    forged = bundle_for(msk, _request(), private_key=OTHER.key)
+    forged = bundle_for(msk, _request(), _flat(encrypted.d), private_key=OTHER.key)
     with pytest.raises(MessageError, match="not the task's poster"):
         _check(forged, encrypted)
     book = KeyBook()
@@ -148,14 +194,39 @@ def test_malformed_key_messages_are_clear_errors(garbage):
             cls.decode(garbage)
 
 
-def test_malformed_keys_in_a_signed_bundle_change_nothing(iris):
-    miner = to_canonical_address(MINER.address)
-    bundle = KeyBundle.sign(chain_id=CHAIN_ID, task_id=TASK_ID, anchor_hash=ANCHOR, miner=miner,
-                            keys=b"IPFK junk", private_key=POSTER.key)
+def test_malformed_bundles_are_refused_before_anything_is_derived(iris):
+    train, encrypted, msk = iris
+    good = bundle_for(msk, _request(), _flat(train.d), private_key=POSTER.key)
+    assert KeyBundle.decode(_bundle_fields(good)) == good
+    order = get_group().order.to_bytes(32, "big")
+    for changes, reason in (
+        ({"scalars": good.scalars[:-32]}, "must carry 8 scalars"),
+        ({"scalars": good.scalars + bytes(32)}, "must carry 8 scalars"),
+        ({"scalars": order + good.scalars[32:]}, "below the group order"),
+        ({"input_shape": (1, 2, 2)}, "input_shape"),  # E = 1: no SML gives it
+        ({"input_shape": (9,)}, "input_shape"),
+        ({"input_shape": ()}, "input_shape"),
+        ({"features": 0}, "features"),
+        ({"features": 5000}, "features"),
+        ({"version": 1}, "unsupported KeyBundle version 1"),  # format 1 carried the rows
+    ):
+        with pytest.raises(MessageError, match=reason):
+            KeyBundle.decode(_bundle_fields(good, **changes))
+    with pytest.raises(MessageError, match="must carry 16 scalars"):  # keys for 8 rows of 16
+        KeyBundle.sign(chain_id=CHAIN_ID, task_id=TASK_ID, anchor_hash=ANCHOR, miner=good.miner,
+                       input_shape=(4, 2, 2), keys=good.functional_keys(), private_key=POSTER.key)
+
+
+def test_a_tampered_bundle_fails_the_posters_signature(iris):
+    train, encrypted, msk = iris
+    good = bundle_for(msk, _request(), _flat(train.d), private_key=POSTER.key)
+    tampered = KeyBundle.decode(_bundle_fields(good, scalars=good.scalars[32:] + good.scalars[:32]))
+    with pytest.raises(MessageError, match="signed by"):
+        tampered.verify(CHAIN_ID)
     book = KeyBook()
-    with pytest.raises(MessageError, match="KeyBundle keys"):
-        book.add_bundle(bundle, _Task(), CHAIN_ID)
-    assert book.bundle(TASK_ID, ANCHOR, miner) is None
+    with pytest.raises(MessageError):
+        book.add_bundle(tampered, _Task(), CHAIN_ID)
+    assert book.bundle(TASK_ID, ANCHOR, good.miner) is None
 
 
 def test_key_book_stores_one_request_per_miner_and_checks_signatures():

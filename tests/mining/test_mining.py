@@ -26,7 +26,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
-import numpy as np
 import pytest
 from eth_utils import decode_hex, encode_hex, keccak, to_canonical_address
 from web3 import Web3
@@ -42,7 +41,7 @@ from miner.integer_model import decode_model
 from miner.messages import Release, SolutionAnnouncement, commitment_for
 from miner.mining import HeightResult, Miner, MinerConfig, Outcome
 from miner.model_spec import build_spec, model_spec_canonical_bytes, model_spec_digest
-from miner.sml import sml_for
+from miner.sml import LocalSML, model_sml, sml_for
 from miner.training import Hyperparams
 from miner.pole_module import attach_pole, error_message, pole_web3
 from pole_chain.cli.main import build_parser
@@ -999,23 +998,41 @@ def test_spec_for_another_dataset_is_a_bad_task(w3, miner_node, digits):
     assert miner_node.made("pole_announce") == []
 
 
-def test_an_encrypted_task_for_an_image_model_is_a_bad_task(w3, miner_node):
-    """Its keys are for the dense SML's rows; an image model trains behind the local SML."""
-    from miner.encrypted_tasks import encrypt_training_set
+def test_an_encrypted_task_for_an_image_model_trains_behind_the_local_sml(w3, miner_node, background):
+    """The miner asks for the keys of its local SML's rows, waits, decrypts relu(S x) with
+    them, trains the cnn and seals: consensus re-evaluates on the clear set, revealed with
+    the release, behind the same local SML."""
+    from miner.encrypted_tasks import KeyRequest, bundle_for, encrypt_training_set
 
-    rng = np.random.default_rng(4)
-    images = Dataset(rng.integers(0, 256, (12, 16)), [0, 1] * 6, num_classes=2, image_shape=(1, 4, 4))
-    encrypted, _ = encrypt_training_set(images)
-    spec = build_spec("cnn", 16, 2, (1, 4, 4))
+    digits = load_builtin("digits")
+    images = Dataset(digits.features[:300], digits.labels[:300], num_classes=10, image_shape=(1, 8, 8))
+    test = Dataset(digits.features[300:400], digits.labels[300:400], num_classes=10, image_shape=(1, 8, 8))
+    encrypted, msk = encrypt_training_set(images)
+    spec = build_spec("cnn", 64, 10, (1, 8, 8))
     data = SimpleNamespace(
         spec=spec, spec_blob=model_spec_canonical_bytes(spec), train_blob=encrypted.encode(),
-        test_digest=keccak(encode_dataset(images)),
+        test_blob=encode_dataset(test),
     )
-    data.train_digest = keccak(data.train_blob)
-    post_task(w3, data)
-    result = make_miner(miner_node.w3).step()
-    assert result.outcome is Outcome.BAD_TASK and "must take flat input" in result.reason
-    assert miner_node.made("pole_announce") == []
+    data.train_digest, data.test_digest = keccak(data.train_blob), keccak(data.test_blob)
+    task = post_task(w3, data, min_train_bps=5000)
+    head = latest(w3)
+    miner = make_miner(miner_node.w3)
+    waiting = miner.step()
+    assert waiting.outcome is Outcome.DATA_MISSING and "requested, not served yet" in waiting.reason
+    (raw,) = w3.pole.key_requests(task.task_id, head.hash)
+    bundle = bundle_for(msk, KeyRequest.decode(raw).verify(CHAIN_ID), spec.input_shape, private_key=POSTER.key)
+    assert w3.pole.put_keys(bundle.encode()) is True
+
+    job = background(miner)
+    announcement = wait_announcement(w3, task, head.hash)
+    assert w3.pole.put_blob(encode_dataset(images)) == encrypted.clear_digest  # with the release
+    release_for(w3, data, task, head.hash, [announcement.model_commitment])
+    result = job.result()
+    assert result.outcome is Outcome.SEALED, result.reason
+    model = decode_model(w3.pole.get_model(announcement.model_commitment))
+    sml = model_sml(head.hash, to_canonical_address(MINER.address), spec.input_shape, 64)
+    assert isinstance(sml, LocalSML)
+    assert evaluate_integer_model(model, sml, images) == announcement.train_bps >= 5000
 
 
 def test_unreachable_target_is_skipped_for_the_height(w3, miner_node, digits, monkeypatch):

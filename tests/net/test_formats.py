@@ -1,5 +1,5 @@
-"""The byte formats and the penalty arithmetic, without a network (the key bundle's gossip
-form is the node's, pole_chain/node/key_book.py, but its bound is the topic's limit)."""
+"""The byte formats and the penalty arithmetic, without a network (the key bundle's format
+is miner/encrypted_tasks.py's, but its bound is the topic's limit)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,17 @@ import pytest
 import rlp
 from eth_utils import keccak, to_canonical_address
 
-from miner.encrypted_tasks import MAX_ENCRYPTED_FEATURES, KeyBundle
+from miner.encrypted_tasks import MAX_BUNDLE_KEYS, MAX_ENCRYPTED_FEATURES, MAX_KEY_BUNDLE_SIZE, KeyBundle
 from miner.ipfe import FunctionalKeys, get_group, sml_rows
-from miner.messages import MessageError
 from pole_chain.net import ChainStatus, Envelope, EnvelopeError, Kind
 from pole_chain.net import wire
 from pole_chain.net.envelope import (
+    FRAME_OVERHEAD,
     GOSSIP_FRAME_LIMIT,
-    MAX_KEY_BUNDLE_GOSSIP_SIZE,
     PAYLOAD_LIMITS,
     topic_name,
 )
 from pole_chain.net.peer_score import Offence, PeerScore
-from pole_chain.node.key_book import KeyRequestRejected, bundle_from_gossip_form, bundle_gossip_form
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import CHAIN_ID
 
@@ -89,65 +87,29 @@ def test_penalties_decay_and_a_ban_expires():
     assert not score.is_banned("p") and score.points("p") == 0.0
 
 
-# -- key bundles: the gossip form leaves out the rows every node derives from the SML ------
+# -- key bundles: the widest fits its topic, rows and all derived by the receiver -----------
 
 POSTER = dev_accounts()[0]
 MINER = to_canonical_address(dev_accounts()[1].address)
 ANCHOR = b"\x0a" * 32
+#: 32x32 one-channel images (1024 features, the widest encrypted task) under E = 8 local maps:
+#: 8192 SML rows, the most a bundle has.
+WIDEST_INPUT = (8, 32, 32)
 
 
-def key_bundle(features: int, rows: np.ndarray | None = None) -> KeyBundle:
-    """A poster-signed bundle of `features`-wide keys: the miner's SML rows unless `rows`."""
-    rows = sml_rows(ANCHOR, MINER, features) if rows is None else rows
+def test_the_widest_key_bundle_fits_its_topic_and_its_rows_are_the_miners_sml():
+    rows = sml_rows(ANCHOR, MINER, MAX_ENCRYPTED_FEATURES, WIDEST_INPUT)
+    assert rows.shape == (MAX_BUNDLE_KEYS, MAX_ENCRYPTED_FEATURES)
     group = get_group()
     scalars = tuple(secrets.randbelow(group.order) for _ in range(rows.shape[0]))
     keys = FunctionalKeys(group, keccak(b"a master public key"), rows, scalars)
-    return KeyBundle.sign(chain_id=CHAIN_ID, task_id=7, anchor_hash=ANCHOR, miner=MINER,
-                          keys=keys.to_bytes(), private_key=POSTER.key)
-
-
-def test_the_widest_key_bundle_fits_its_topic_in_gossip_form_and_comes_back_signed():
-    bundle = key_bundle(MAX_ENCRYPTED_FEATURES)
-    assert len(bundle.encode()) > GOSSIP_FRAME_LIMIT  # with its rows it would not travel at all
-    form = bundle_gossip_form(bundle)
-    assert len(form) <= PAYLOAD_LIMITS[Kind.KEY_BUNDLE] == MAX_KEY_BUNDLE_GOSSIP_SIZE
-    envelope = Envelope(Kind.KEY_BUNDLE, form)
+    bundle = KeyBundle.sign(chain_id=CHAIN_ID, task_id=7, anchor_hash=ANCHOR, miner=MINER,
+                            input_shape=WIDEST_INPUT, keys=keys, private_key=POSTER.key)
+    encoded = bundle.encode()
+    assert len(encoded) <= PAYLOAD_LIMITS[Kind.KEY_BUNDLE] == MAX_KEY_BUNDLE_SIZE
+    assert MAX_KEY_BUNDLE_SIZE + FRAME_OVERHEAD <= GOSSIP_FRAME_LIMIT
+    envelope = Envelope(Kind.KEY_BUNDLE, encoded)
     assert Envelope.decode(envelope.encode(), Kind.KEY_BUNDLE) == envelope
-    back = bundle_from_gossip_form(KeyBundle.decode(form)).verify(CHAIN_ID)
-    assert back.encode() == bundle.encode()
-
-
-def test_key_bundles_not_for_the_miners_sml_stay_home():
-    rows = -sml_rows(ANCHOR, MINER, 4)  # the right shape, not the miner's rows
-    with pytest.raises(KeyRequestRejected, match="not for this miner's SML rows"):
-        bundle_gossip_form(key_bundle(4, rows))
-
-
-def _carrier_with_keys(keys_field: bytes) -> KeyBundle:
-    return KeyBundle.decode(bundle_gossip_form(key_bundle(4))).copy(keys=keys_field)
-
-
-@pytest.mark.parametrize(
-    "keys_field, reason",
-    [
-        (b"\x01junk", "KeyBundle gossip form: "),
-        (rlp.encode([4, b"d" * 32]), "KeyBundle gossip form: "),
-        (rlp.encode([0, b"d" * 32, b"s" * 32]), "0 features outside 1..1024"),
-        (rlp.encode([MAX_ENCRYPTED_FEATURES + 1, b"d" * 32, b"s" * 32]), "1025 features"),
-        (rlp.encode([4, b"d" * 31, b"s" * 256]), "a 32-byte digest and 32-byte scalars"),
-        (rlp.encode([4, b"d" * 32, b"s" * 255]), "a 32-byte digest and 32-byte scalars"),
-        (rlp.encode([4, [b"d"], b"s" * 256]), "must be bytes"),
-        (rlp.encode([4, b"d" * 32, b"s" * 32]), "do not match 1 scalars"),  # 8 rows, 1 key
-    ],
-)
-def test_malformed_gossip_forms_are_refused(keys_field, reason):
-    with pytest.raises(MessageError, match=reason):
-        bundle_from_gossip_form(_carrier_with_keys(keys_field))
-
-
-def test_a_tampered_gossip_form_fails_the_posters_signature():
-    carrier = KeyBundle.decode(bundle_gossip_form(key_bundle(4)))
-    n, digest, scalars = rlp.decode(carrier.keys)
-    tampered = carrier.copy(keys=rlp.encode([n, digest, bytes([scalars[0] ^ 1]) + scalars[1:]]))
-    with pytest.raises(MessageError, match="signed by"):
-        bundle_from_gossip_form(tampered).verify(CHAIN_ID)
+    back = KeyBundle.decode(encoded).verify(CHAIN_ID)
+    assert back.functional_keys().sk == scalars
+    assert np.array_equal(back.functional_keys().rows, rows)

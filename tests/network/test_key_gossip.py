@@ -39,11 +39,10 @@ from miner.ipfe import MasterSecretKey
 from miner.key_requests import KeysNotServed, obtain_training_inputs
 from miner.pole_module import pole_web3
 from miner.sml import sml_for
-from pole_chain.clients.data_node import post_task, task_dir
+from pole_chain.clients.data_node import load_local_task, post_task, task_dir
 from pole_chain.clients.key_service import CLEAR_TRAIN_FILE, KeyService, load_master_key
 from pole_chain.devnet.cluster import Cluster, ClusterNode
 from pole_chain.net import Kind
-from pole_chain.node.key_book import bundle_gossip_form
 from tests.net.harness import start_network
 from tests.network import genesis_of, honest_and_hostile, peer_id, rpc, wait_until
 from tests.network.test_misbehaving_peer import QuietChain, subscribed, wait_dropped
@@ -67,6 +66,7 @@ class Network:
     msk: MasterSecretKey
     clear: Dataset
     encrypted: EncryptedTrainingSet
+    input_shape: tuple[int, ...]  # the posted model's
 
     def requests(self, node: ClusterNode) -> list[bytes]:
         return pole_web3(node.url).pole.key_requests(self.task.task_id, self.task.anchor.hash)
@@ -100,7 +100,8 @@ def network(tmp_path_factory):
         directory = task_dir(workdir, task_id)
         encrypted = decode_encrypted_training_set(pole_web3(miner_node.url).pole.get_blob(task.dataset_digest))
         clear = decode_dataset(Path(directory, CLEAR_TRAIN_FILE).read_bytes())
-        yield Network(miner_node, data_node, task, load_master_key(directory), clear, encrypted)
+        yield Network(miner_node, data_node, task, load_master_key(directory), clear, encrypted,
+                      load_local_task(workdir, task_id).spec().input_shape)
     finally:
         cluster.stop()
 
@@ -115,7 +116,7 @@ def test_a_miner_gets_its_keys_from_a_data_node_on_another_node(network):
                        what="the key request gossiped to the data node's node")
     assert [KeyRequest.decode(raw).miner for raw in asked] == [miner]
 
-    service = KeyService(data_w3, POSTER, network.task.task_id, network.msk)
+    service = KeyService(data_w3, POSTER, network.task.task_id, network.msk, network.input_shape)
     assert service.serve() == 1  # answered over node 1's RPC only
     raw = wait_until(lambda: miner_w3.pole.get_keys(network.task.task_id, network.task.anchor.hash, miner),
                      what="the key bundle gossiped to the miner's node")
@@ -181,12 +182,12 @@ def test_an_unknown_anchor_costs_a_peer_nothing_a_wrong_anchor_or_signer_costs_p
         unknown = secrets.token_bytes(32)  # a block node 1 has not seen (yet): IGNORE
         sloppy.publish_key_request(request(unknown).encode())
         sloppy.publish_key_request(request(genesis).encode())  # anchors no task: REJECT
-        # LATE holds no bond: nobody would admit it, so its rows are not even derived: IGNORE
-        mine = bundle_for(network.msk, request(anchor), private_key=LATE.key)
-        sloppy.publish_key_bundle(bundle_gossip_form(mine))
+        # LATE holds no bond: nobody would admit it, so it is not even verified: IGNORE
+        mine = bundle_for(network.msk, request(anchor), network.input_shape, private_key=LATE.key)
+        sloppy.publish_key_bundle(mine.encode())
         # for the bonded MINER, but signed by LATE, not by the task's poster: REJECT
-        forged = bundle_for(network.msk, request(anchor, MINER), private_key=LATE.key)
-        sloppy.publish_key_bundle(bundle_gossip_form(forged))
+        forged = bundle_for(network.msk, request(anchor, MINER), network.input_shape, private_key=LATE.key)
+        sloppy.publish_key_bundle(forged.encode())
         sloppy.publish_key_request(request(anchor).encode())  # valid: ACCEPT, stored
         wait_until(lambda: network.requests(node) == before + [request(anchor).encode()],
                    what="the valid request stored")
