@@ -1,14 +1,16 @@
 """Cost of encrypted training data (inner-product functional encryption through the SML).
 
-    python -m bench.ipfe [--workers N] [--py-ecc-samples 4] [--seed 0]
+    python -m bench.ipfe [--model mlp|cnn] [--workers N] [--py-ecc-samples 4] [--seed 0]
 
 The digits training set (80/20 split: 1,438 samples x 64 features, 0..255) behind the SML of
-miner/sml.py (expansion miner.sml.SML_EXPANSION: 128 rows). Per backend:
+miner/sml.py that the built-in model gets: the mlp the dense one (expansion
+miner.sml.SML_EXPANSION: 128 rows), the cnn the local one (8 maps per pixel: 512 rows of at
+most 9 taps; results in bench/results/ipfe_cnn.json). Per backend:
 
     encrypt_s   the data node: one ciphertext per sample under one master key (it holds msk)
-    decrypt_s   the miner: decode the published ciphertext blob, decrypt its 1,438 x 128 SML
+    decrypt_s   the miner: decode the published ciphertext blob, decrypt its 1,438 x rows SML
                 projections with its functional keys, discrete logs from the table
-    keygen_s    the data node: the miner's 128 functional keys
+    keygen_s    the data node: the miner's functional keys, one per row
 
 coincurve runs the whole set with --workers processes (default: all CPUs), wall-clock and CPU
 seconds (this process and its workers; the machine's load average is reported too, since
@@ -43,7 +45,8 @@ from miner.ipfe import (
     setup,
     sml_keys,
 )
-from miner.sml import SML_EXPANSION, sml_for
+from miner.model_spec import build_spec
+from miner.sml import model_sml
 
 from .report import report
 
@@ -68,6 +71,7 @@ def _timed(fn, cpu: dict | None = None, key: str = ""):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--py-ecc-samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -80,16 +84,18 @@ def main() -> None:
     X = train.features.astype(np.int64)
     n_samples, d = X.shape
     anchor = keccak(b"bench.ipfe" + args.seed.to_bytes(8, "big"))
-    sml = sml_for(anchor, BENCH_MINER, d)
+    input_shape = build_spec(args.model, d, train.num_classes, train.image_shape).input_shape
+    sml = model_sml(anchor, BENCH_MINER, input_shape, d)
     expected = sml.apply_int(X)
     bound = check_task(d)
 
     result: dict = {
         "dataset": "digits",
+        "model": args.model,
         "samples": n_samples,
         "features": d,
         "sml_rows": sml.out_dim,
-        "sml_expansion": SML_EXPANSION,
+        "sml_expansion": sml.out_dim // d,
         "bound": bound,
         "sml_bound": check_bound(d, 255, sml.matrix),
         "curve": "secp256k1",
@@ -118,7 +124,7 @@ def main() -> None:
     batch, encrypt_s = _timed(lambda: encrypt_dataset(msk, X, progress=progress, workers=args.workers),
                               cpu, "encrypt_cpu_s")
     blob = batch.to_bytes()
-    keys, keygen_s = _timed(lambda: sml_keys(msk, anchor, BENCH_MINER))
+    keys, keygen_s = _timed(lambda: sml_keys(msk, anchor, BENCH_MINER, input_shape))
     key_blob = keys.to_bytes()
 
     def miner_side(backend: str, data: bytes, workers=1):
@@ -165,7 +171,7 @@ def main() -> None:
                 "decrypt_s includes decoding the sample's ciphertexts",
     }
     result["seconds"] = round(time.monotonic() - start, 1)
-    report("ipfe", result)
+    report("ipfe" if args.model == "mlp" else f"ipfe_{args.model}", result)
 
 
 if __name__ == "__main__":
