@@ -6,13 +6,13 @@ nodes, as on any real network.
     data node  post_task(encrypt=True) of iris against node 1; its key service (the real
                KeyService) answers over node 1's RPC only
     miner      dev account 1 bonds and asks for its keys over node 0's RPC only; its request
-               reaches node 1 by gossip, the bundle comes back by gossip (without its rows,
-               which node 0 derives from the SML) and decrypts the miner's SML projections
+               reaches node 1 by gossip, the bundle comes back by gossip (it carries no rows:
+               the miner derives them from its SML) and decrypts the miner's SML projections
     hostile    a libp2p peer of the test (tests/net/harness.py) publishes forged key requests
                on the topic: node 1 rejects them, scores the peer down to a ban, stores and
                relays nothing; another one's request for a block node 1 does not hold yet
-               costs it nothing (IGNORE), nor does a bundle for a miner without a bond (its
-               rows, seconds of work for a wide task, are not derived); a request naming a
+               costs it nothing (IGNORE), nor does a bundle for a miner without a bond (not
+               even its signature is checked); a request naming a
                block that anchors no task and a bundle not signed by the task's poster cost
                it points (REJECT)
 """
