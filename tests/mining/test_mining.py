@@ -555,6 +555,43 @@ def test_a_new_best_task_during_training_abandons_before_announcing(
     assert job.result().outcome is Outcome.STOPPED
 
 
+def test_a_sealed_block_that_left_the_chain_is_sealed_again_on_the_new_head(
+    w3, miner_node, digits, caplog, background, monkeypatch
+):
+    """The miner's block leaves the chain while its task stays best (here the dev node
+    rewinds past it and mines an idle block in its place, as when its parent loses to a
+    heavier branch): the miner seals the same model, same commitment, on the new head,
+    without training again; the release it holds still names the task's anchor."""
+    task = post_task(w3, digits)
+    anchor = latest(w3)
+    before_seal = dev(w3, "evm_snapshot")
+    miner = make_miner(miner_node.w3)
+    runs = spy_on_training(monkeypatch)
+    job = background(miner)
+    announcement = wait_announcement(w3, task, anchor.hash)
+    release_for(w3, digits, task, anchor.hash, [announcement.model_commitment])
+    first = job.result()
+    assert first.outcome is Outcome.SEALED and latest(w3).number == anchor.number + 1
+
+    assert dev(w3, "evm_revert", before_seal) is True
+    dev(w3, "evm_mine")  # an idle block where the miner's was: the task is open again
+    idle = latest(w3)
+    assert idle.number == anchor.number + 1 and bytes(idle.hash) != first.block_hash
+    assert w3.pole.get_task(task.task_id).status is TaskStatus.OPEN
+    with caplog.at_level(logging.INFO, logger="pole.miner"):
+        again = miner.step()
+    assert again.outcome is Outcome.SEALED, again
+    assert again.commitment == first.commitment and again.test_bps == first.test_bps
+    block = latest(w3)
+    assert bytes(block.hash) == again.block_hash and block.parentHash == idle.hash
+    settled = w3.pole.get_task(task.task_id)
+    assert settled.status is TaskStatus.SETTLED
+    assert settled.result.model_commitment == first.commitment and settled.result.block_number == idle.number + 1
+    assert len(runs) == 1  # trained once, sealed twice
+    assert any(f"is not in the chain at block {idle.number}; sealing the same model again" in line
+               for line in miner_lines(caplog))
+
+
 def test_training_hook_notices_a_new_best_task_not_a_new_head(w3, miner_node, digits, monkeypatch):
     """train_model's `should_stop` hook asks the node, at most once per poll interval."""
     task = post_task(w3, digits)
@@ -1138,20 +1175,26 @@ def test_real_node_cli_once_exits_zero_after_sealing(w3, devnode, digits):
     assert settled.status is TaskStatus.SETTLED and settled.result.winner == OTHER_ADDRESS
 
 
-def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(w3, devnode, digits):
-    """`pole mine` as a process: seals, moves on to the next height, exits 0 on SIGINT."""
-    ensure_bonded(w3, MINER)  # bonded before the task's block: `pole mine` sends nothing on start
-    later = post_task(w3, digits)  # still open after `task` settles: the next height's
-    task = post_task(w3, digits)
-    head = latest(w3)
-    env = dict(child_environment(), **{mine_cli.MINER_KEY_VARIABLE: encode_hex(MINER.key)})
+def start_miner_process(devnode, account) -> tuple[subprocess.Popen, StderrLines]:
+    """`pole mine` against the dev node as a child process (key in its environment), and its
+    stderr lines."""
+    env = dict(child_environment(), **{mine_cli.MINER_KEY_VARIABLE: encode_hex(account.key)})
     process = subprocess.Popen(
         [sys.executable, "-m", "pole_chain", "mine", "--rpc", devnode.url, "--poll", "0.05",
          "--no-progress"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     assert process.stderr is not None
-    stderr = StderrLines(process.stderr, WAIT_S)
+    return process, StderrLines(process.stderr, WAIT_S)
+
+
+def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(w3, devnode, digits):
+    """`pole mine` as a process: seals, moves on to the next height, exits 0 on SIGINT."""
+    ensure_bonded(w3, MINER)  # bonded before the task's block: `pole mine` sends nothing on start
+    later = post_task(w3, digits)  # still open after `task` settles: the next height's
+    task = post_task(w3, digits)
+    head = latest(w3)
+    process, stderr = start_miner_process(devnode, MINER)
     wait_line, seen = stderr.wait_line, stderr.seen
 
     try:
@@ -1172,3 +1215,40 @@ def test_real_miner_process_keeps_mining_and_stops_cleanly_on_ctrl_c(w3, devnode
             process.kill()
             process.wait()
     assert w3.pole.get_task(task.task_id).status is TaskStatus.SETTLED
+
+
+def test_real_miner_process_seals_again_when_its_block_leaves_the_chain(w3, devnode, digits):
+    """`pole mine` as a process: its block leaves the chain (the dev node rewinds past it and
+    mines an idle block in its place) while the task stays best; the process seals the same
+    model on the new head and the task settles there."""
+    ensure_bonded(w3, MINER)  # bonded before the task's block: `pole mine` sends nothing on start
+    task = post_task(w3, digits)
+    anchor = latest(w3)
+    process, stderr = start_miner_process(devnode, MINER)
+    try:
+        assert "announced 0x" in stderr.wait_line(f"task {task.task_id} @ block {anchor.number}, anchor ")
+        (raw,) = w3.pole.announcements(task.task_id, bytes(anchor.hash))
+        commitment = SolutionAnnouncement.decode(raw).model_commitment
+        before_seal = dev(w3, "evm_snapshot")
+        release_for(w3, digits, task, anchor.hash, [commitment])
+        stderr.wait_line(f"sealed block {anchor.number + 1}")
+        first = latest(w3)
+        assert bytes(first.mixHash) == commitment
+
+        assert dev(w3, "evm_revert", before_seal) is True
+        dev(w3, "evm_mine")
+        idle = latest(w3)
+        assert bytes(idle.hash) != bytes(first.hash)
+        stderr.wait_line(f"is not in the chain at block {idle.number}; sealing the same model again")
+        assert f"sealed block {idle.number + 1}" in stderr.wait_line(f"sealed block {idle.number + 1}")
+        block = latest(w3)
+        assert block.parentHash == idle.hash and bytes(block.mixHash) == commitment
+        settled = w3.pole.get_task(task.task_id)
+        assert settled.status is TaskStatus.SETTLED and settled.result.block_number == idle.number + 1
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=WAIT_S) == 0
+        assert not any("Traceback" in line for line in stderr.seen), "".join(stderr.seen)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
