@@ -469,8 +469,13 @@ class LocalTask:
         return decode_dataset(self.test_blob)
 
     def spec(self) -> ModelSpec:
-        """The model spec posted with the task (written with the task's directory)."""
-        return model_spec_from_json((self.directory / SPEC_FILE).read_bytes())
+        """The model spec posted with the task (written with the task's directory): an
+        encrypted task's keys are for the SML of its model's input."""
+        path = self.directory / SPEC_FILE
+        try:
+            return model_spec_from_json(path.read_bytes())
+        except (OSError, ModelSpecError) as error:
+            raise DataNodeError(f"{path}: cannot read the task's model spec: {error}") from None
 
 
 def task_dir(workdir: str | Path, task_id: int) -> Path:

@@ -171,6 +171,11 @@ def test_post_task_escrows_the_reward_and_keeps_the_test_set_secret(w3, tmp_path
     assert local.test_set().n == local.record["test_samples"] == 359
     assert local.record["task_id"] == 1 and local.record["transaction"].startswith("0x")
     assert not list((tmp_path / "tasks").glob("posting-*"))
+    # The spec beside it: what an encrypted task's keys are derived for.
+    assert keccak(model_spec_canonical_bytes(local.spec())) == task.model_spec
+    (local.directory / "spec.json").write_text("{")
+    with pytest.raises(DataNodeError, match="cannot read the task's model spec"):
+        local.spec()
 
     assert post(w3, tmp_path, solutions_wanted=1) == 2
 
