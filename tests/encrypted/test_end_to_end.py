@@ -2,8 +2,10 @@
 
     node      `pole node --mine-idle` (idle blocks keep coming while the miners work)
     miners    two `pole mine --once` processes with different seeds; each bonds on start
-    data node post_task(encrypt=True) on the wine set (13 features: encryption and
-              decryption take seconds); the clear training set stays on the data node
+    data node post_task(encrypt=True) on the wine set with logreg (13 features: encryption
+              and decryption take seconds), and on 300 8x8 digits written to an .npz with
+              the cnn, whose keys are for its local SML; the clear training set stays on
+              the data node
     release   auto mode: while it waits for both announcements it serves each miner's key
               request (the key service); the miners decrypt relu(S x), train, announce,
               reveal and seal on the released test set
@@ -17,17 +19,18 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from eth_utils import to_canonical_address
 from web3.exceptions import Web3RPCError
 
-from miner.datasets import decode_dataset
+from miner.datasets import decode_dataset, load_builtin
 from miner.encrypted_tasks import decode_encrypted_training_set
 from miner.integer_eval import evaluate_integer_model
 from miner.integer_model import decode_model
 from miner.pole_module import error_code, pole_web3
 from miner.registry_client import registry_contract
-from miner.sml import model_sml
+from miner.sml import LocalSML, model_sml
 from pole_chain.clients.data_node import load_test_set, post_task, release
 from pole_chain.clients.model_delivery import fetch_model
 from pole_chain.demo.demo import Children, start_node
@@ -51,7 +54,16 @@ def children(tmp_path):
     processes.stop_all()
 
 
-def test_encrypted_task_is_decrypted_trained_and_pays_the_best_test_accuracy(tmp_path, children):
+def digit_images(directory) -> str:
+    """300 of the built-in digits as (n, 8, 8) images in an .npz, as a user would bring."""
+    digits = load_builtin("digits")
+    path = directory / "digits300.npz"
+    np.savez(path, X=digits.features[:300].reshape(300, 8, 8), y=digits.labels[:300])
+    return str(path)
+
+
+@pytest.mark.parametrize("model", ["logreg", "cnn"])
+def test_encrypted_task_is_decrypted_trained_and_pays_the_best_test_accuracy(tmp_path, children, model):
     _, url = start_node(children, tmp_path / "chain", "--mine-idle")
     w3 = pole_web3(url)
     miners = start_bonded_miners(children, url, MINERS, TIMEOUT_S)
@@ -59,8 +71,9 @@ def test_encrypted_task_is_decrypted_trained_and_pays_the_best_test_accuracy(tmp
     before = {a.address: w3.eth.get_balance(a.address) for a in MINERS}
 
     workdir = tmp_path / "data-node"
+    dataset, target = ("wine", 8500) if model == "logreg" else (digit_images(tmp_path), 8000)
     task_id = post_task(
-        w3, POSTER, dataset="wine", model="logreg", reward_wei=REWARD, min_train_bps=8500,
+        w3, POSTER, dataset=dataset, model=model, reward_wei=REWARD, min_train_bps=target,
         time_limit_s=240, solutions_wanted=2, seed=1, workdir=workdir, encrypt=True,
     )
     task = w3.pole.get_task(task_id)
@@ -90,9 +103,10 @@ def test_encrypted_task_is_decrypted_trained_and_pays_the_best_test_accuracy(tmp
     test_set = load_test_set(workdir, task_id)
     scores = {}
     for announcement in outcome.admitted:
-        model = decode_model(w3.pole.get_model(announcement.model_commitment))
-        sml = model_sml(outcome.anchor_hash, announcement.miner, model.spec.input_shape, test_set.d)
-        scores[announcement.miner] = evaluate_integer_model(model, sml, test_set)
+        admitted = decode_model(w3.pole.get_model(announcement.model_commitment))
+        sml = model_sml(outcome.anchor_hash, announcement.miner, admitted.spec.input_shape, test_set.d)
+        assert isinstance(sml, LocalSML) == (model == "cnn")
+        scores[announcement.miner] = evaluate_integer_model(admitted, sml, test_set)
     settled = wait_until(lambda: _settled(w3, task_id), timeout=TIMEOUT_S, what="the task settled")
     result = settled.result
     assert result.test_bps == max(scores.values())
