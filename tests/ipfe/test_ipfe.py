@@ -443,3 +443,36 @@ def test_decryption_refuses_rows_beyond_the_table(table_small):
     keys = derive_keys(msk, np.ones((1, 16), dtype=np.int8))  # 16 * 255 = 4080 > 1000
     with pytest.raises(IPFEBoundError):
         decrypt_projections(batch, keys, table_small)
+
+
+def _greedy_rank_basis(rows: np.ndarray) -> list[int] | None:
+    """The reference `_basis_rows` replaced: a row joins when it raises the rank."""
+    chosen: list[int] = []
+    for i in range(rows.shape[0]):
+        if np.linalg.matrix_rank(rows[chosen + [i]].astype(np.float64)) == len(chosen) + 1:
+            chosen.append(i)
+            if len(chosen) == rows.shape[1]:
+                return chosen
+    return None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_decryption_basis_is_the_first_independent_rows(seed):
+    """`_basis_rows` (Gram-Schmidt) picks what the rank test per row picked, on ternary rows
+    with repeats, zero rows and rank deficits, and on the SMLs' own matrices."""
+    from miner.ipfe.batch import _basis_rows
+    from miner.sml import model_sml
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 12))
+    rows = rng.choice([-1, 0, 0, 1], size=(int(rng.integers(n, 3 * n + 2)), n)).astype(np.int8)
+    if seed % 3 == 0:
+        rows[rng.integers(0, rows.shape[0], size=n)] = 0  # zero rows
+    if seed % 4 == 1:
+        rows[:, -1] = rows[:, 0]  # rank n - 1: no basis
+    if seed % 5 == 2:
+        rows = np.repeat(rows, 2, axis=0)  # every row twice
+    assert _basis_rows(rows) == _greedy_rank_basis(rows)
+    shape = (2 * 16,) if seed % 2 else (int(rng.integers(2, 9)), 4, 4)
+    sml = model_sml(keccak(seed.to_bytes(2, "big")), b"\x01" * 20, shape, 16).matrix
+    assert _basis_rows(sml) == _greedy_rank_basis(sml)
