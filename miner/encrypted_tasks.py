@@ -54,13 +54,12 @@ from miner.ipfe import (
     IPFEFormatError,
     MasterPublicKey,
     MasterSecretKey,
-    check_bound,
     check_task,
     decrypt_sml_inputs,
-    derive_keys,
     encrypt_dataset,
     get_group,
     setup,
+    sml_keys,
     table_for,
 )
 from miner.ipfe.scheme import DIGEST_SIZE, SCALAR_SIZE
@@ -410,8 +409,7 @@ class KeyBundle(_KeyMessage, rlp.Serializable):
             raise MessageError(f"KeyBundle must carry {rows} scalars of {SCALAR_SIZE} bytes for "
                                f"its SML of {rows} rows")
         order = get_group().order
-        if any(int.from_bytes(scalars[i: i + SCALAR_SIZE], "big") >= order
-               for i in range(0, len(scalars), SCALAR_SIZE)):
+        if any(value >= order for value in _split_scalars(scalars)):
             raise MessageError("KeyBundle scalars must be below the group order")
 
     def sml(self) -> SML:
@@ -420,12 +418,15 @@ class KeyBundle(_KeyMessage, rlp.Serializable):
 
     def functional_keys(self) -> FunctionalKeys:
         """The keys with their rows, derived here."""
-        sk = tuple(int.from_bytes(self.scalars[i: i + SCALAR_SIZE], "big")
-                   for i in range(0, len(self.scalars), SCALAR_SIZE))
         try:
-            return FunctionalKeys(get_group(), self.mpk_digest, self.sml().matrix, sk)
+            return FunctionalKeys(get_group(), self.mpk_digest, self.sml().matrix,
+                                  _split_scalars(self.scalars))
         except IPFEFormatError as error:
             raise MessageError(f"KeyBundle keys: {error}") from None
+
+
+def _split_scalars(data: bytes) -> tuple[int, ...]:
+    return tuple(int.from_bytes(data[i: i + SCALAR_SIZE], "big") for i in range(0, len(data), SCALAR_SIZE))
 
 
 def bundle_for(msk: MasterSecretKey, request: KeyRequest, input_shape: tuple[int, ...], *,
@@ -434,12 +435,10 @@ def bundle_for(msk: MasterSecretKey, request: KeyRequest, input_shape: tuple[int
     the request's anchor and signer and its own task's model input (a request carries no
     rows). IPFEError if the rows exceed the discrete-log bound; SMLShapeError if no SML of
     the task's features gives `input_shape`."""
-    rows = model_sml(request.anchor_hash, request.miner, tuple(input_shape), msk.n).matrix
-    check_bound(msk.n, MAX_FEATURE_VALUE, rows)
+    keys = sml_keys(msk, request.anchor_hash, request.miner, tuple(input_shape), MAX_FEATURE_VALUE)
     return KeyBundle.sign(chain_id=request.chain_id, task_id=request.task_id,
                           anchor_hash=request.anchor_hash, miner=request.miner,
-                          input_shape=input_shape, keys=derive_keys(msk, rows),
-                          private_key=private_key)
+                          input_shape=input_shape, keys=keys, private_key=private_key)
 
 
 def check_bundle(bundle: KeyBundle, *, chain_id: int, task_id: int, anchor_hash: bytes,

@@ -158,11 +158,7 @@ class GossipSink:
             return task
         if not self._tasks.bonded_at(bundle.anchor_hash, bundle.miner):
             return Verdict.IGNORE  # nobody admits an unbonded miner: not worth storing
-        try:
-            bundle.verify(self._chain_id)
-        except MessageError:
-            return Verdict.REJECT
-        return self._store_keys(self._key_book.add_bundle, bundle, task)
+        return self._store_keys(self._key_book.add_bundle, bundle, task)  # verifies it
 
     def on_model(self, message: bytes) -> Verdict:
         try:
@@ -206,7 +202,7 @@ class GossipSink:
             stored = store(message, task, self._chain_id, from_peer=True)
         except KeyBookFull:
             return Verdict.IGNORE
-        except (KeyRequestRejected, MessageError):  # not the poster's, malformed keys
+        except (KeyRequestRejected, MessageError):  # a bad signature, not the poster's
             return Verdict.REJECT
         return Verdict.ACCEPT if stored else Verdict.IGNORE
 

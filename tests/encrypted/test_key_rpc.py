@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rlp
 from eth_utils import encode_hex, to_canonical_address
 from web3 import Web3
 from web3.exceptions import Web3RPCError
@@ -35,6 +34,7 @@ from miner.pole_module import attach_pole, error_code, error_message
 from miner.sml import sml_for
 from pole_chain.clients.data_node import DataNodeError, load_local_task, post_task, release, task_dir
 from pole_chain.clients.key_service import CLEAR_TRAIN_FILE, KeyService, load_master_key
+from tests.encrypted import bundle_bytes
 from tests.node import NodeProcess
 from vm_hooks.genesis import dev_accounts
 from vm_hooks.params import CHAIN_ID
@@ -217,9 +217,7 @@ def test_bundle_not_signed_by_the_poster_is_refused(posted):
 def test_malformed_bundles_change_nothing(posted):
     miner = to_canonical_address(BONDED[2].address)
     good = bundle_for(posted.msk, posted.request(BONDED[2]), posted.input_shape, private_key=POSTER.key)
-    fields = [good.as_dict()[name] for name, _ in KeyBundle._meta.fields]
-    fields[5], fields[8] = list(fields[5]), fields[8][:-32]  # a scalar short of its SML's rows
-    short = b"\x04" + rlp.encode(fields)
+    short = bundle_bytes(good, scalars=good.scalars[:-32])  # a scalar short of its SML's rows
     encoded = good.encode()
     for param, reason in (
         ("0x04", "malformed KeyBundle: "),

@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 from eth_utils import keccak, to_canonical_address
 
-import rlp
-
 from miner.datasets import Dataset, encode_dataset, load_builtin, split_dataset
 from miner.encrypted_tasks import (
     EncryptedFormatError,
@@ -27,6 +25,7 @@ from miner.messages import MessageError
 from miner.model_spec import build_spec
 from miner.sml import LocalSML, model_sml, sml_for
 from pole_chain.node.key_book import KeyBook, KeyRequestRejected
+from tests.encrypted import bundle_bytes
 from vm_hooks.genesis import dev_accounts
 
 ACCOUNTS = dev_accounts()
@@ -73,15 +72,6 @@ def _check(bundle, encrypted, miner=MINER, input_shape=None):
     return check_bundle(bundle, chain_id=CHAIN_ID, task_id=TASK_ID, anchor_hash=ANCHOR, miner=address,
                         poster=_Task.poster, encrypted=encrypted,
                         sml=model_sml(ANCHOR, address, shape, encrypted.d))
-
-
-def _bundle_fields(bundle: KeyBundle, **changes) -> bytes:
-    """The bundle's encoding with some fields replaced (its signature kept): what a hostile
-    peer or a buggy data node could send, bypassing the constructor's checks."""
-    fields = dict(bundle.as_dict(), **changes)
-    items = [fields[name] for name, _ in KeyBundle._meta.fields]
-    items[5] = list(items[5])  # input_shape
-    return bytes([0x04]) + rlp.encode(items)
 
 
 def test_container_round_trips_and_commits_to_the_clear_set(iris):
@@ -197,7 +187,7 @@ def test_malformed_key_messages_are_clear_errors(garbage):
 def test_malformed_bundles_are_refused_before_anything_is_derived(iris):
     train, encrypted, msk = iris
     good = bundle_for(msk, _request(), _flat(train.d), private_key=POSTER.key)
-    assert KeyBundle.decode(_bundle_fields(good)) == good
+    assert KeyBundle.decode(bundle_bytes(good)) == good
     order = get_group().order.to_bytes(32, "big")
     for changes, reason in (
         ({"scalars": good.scalars[:-32]}, "must carry 8 scalars"),
@@ -211,7 +201,7 @@ def test_malformed_bundles_are_refused_before_anything_is_derived(iris):
         ({"version": 1}, "unsupported KeyBundle version 1"),  # format 1 carried the rows
     ):
         with pytest.raises(MessageError, match=reason):
-            KeyBundle.decode(_bundle_fields(good, **changes))
+            KeyBundle.decode(bundle_bytes(good, **changes))
     with pytest.raises(MessageError, match="must carry 16 scalars"):  # keys for 8 rows of 16
         KeyBundle.sign(chain_id=CHAIN_ID, task_id=TASK_ID, anchor_hash=ANCHOR, miner=good.miner,
                        input_shape=(4, 2, 2), keys=good.functional_keys(), private_key=POSTER.key)
@@ -220,7 +210,7 @@ def test_malformed_bundles_are_refused_before_anything_is_derived(iris):
 def test_a_tampered_bundle_fails_the_posters_signature(iris):
     train, encrypted, msk = iris
     good = bundle_for(msk, _request(), _flat(train.d), private_key=POSTER.key)
-    tampered = KeyBundle.decode(_bundle_fields(good, scalars=good.scalars[32:] + good.scalars[:32]))
+    tampered = KeyBundle.decode(bundle_bytes(good, scalars=good.scalars[32:] + good.scalars[:32]))
     with pytest.raises(MessageError, match="signed by"):
         tampered.verify(CHAIN_ID)
     book = KeyBook()
